@@ -1,0 +1,1 @@
+"""Daemon half: parsing, preprocessing, inference and publishing of measured spectra."""

@@ -1,0 +1,1 @@
+"""Training half: polymer library, spectrum simulator, mixture generator (and, later, models)."""

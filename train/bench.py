@@ -1,0 +1,82 @@
+"""Generator benchmark: synthetic spectra per second on the batch path, as measured here.
+
+Each configuration is timed over whole chunks after one warm-up chunk. The ceiling row is a
+bare inverse FFT of the same shape (the one transform each spectrum needs), measured in the
+same run, so the ratio to it is comparable across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from xpstream.train.library import load_library
+from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+from xpstream.train.simulate import to_grid
+
+FLOOR_PER_S = 20_000
+
+CONFIGS = {
+    "paper (shift + broadening)": MixtureSettings(max_shift_ev=5.0),
+    "paper + noise": MixtureSettings(max_shift_ev=5.0, noise_counts=1e5),
+    "all options": MixtureSettings(
+        max_shift_ev=5.0,
+        noise_counts=1e5,
+        be_jitter_ev=0.1,
+        width_jitter=0.1,
+        residual_background=0.02,
+        region_windows=True,
+    ),
+}
+
+
+def _rate(generator: MixtureGenerator, n: int, chunk: int, workers: int) -> float:
+    for _ in generator.iter_chunks(chunk, chunk, workers):  # warm-up
+        pass
+    start = time.perf_counter()
+    count = sum(len(b.spectra) for b in generator.iter_chunks(n, chunk, workers))
+    return count / (time.perf_counter() - start)
+
+
+def _fft_ceiling(generator: MixtureGenerator, n: int, chunk: int) -> float:
+    coeffs = np.ones((chunk, generator.n_bins), dtype=np.complex64)
+    to_grid(coeffs)
+    start = time.perf_counter()
+    for _ in range(max(1, n // chunk)):
+        to_grid(coeffs)
+    return max(1, n // chunk) * chunk / (time.perf_counter() - start)
+
+
+def bench_generator(n: int = 65536, chunk: int = 1024, json_path: str | None = None) -> list[dict]:
+    """Print and return spectra/s for each configuration with 1 and 2 worker threads."""
+    library = load_library()
+    rows = []
+    ceiling = None
+    for name, settings in CONFIGS.items():
+        generator = MixtureGenerator(library, settings, seed=0)
+        if ceiling is None:
+            ceiling = _fft_ceiling(generator, n, chunk)
+        for workers in (1, 2):
+            rate = _rate(generator, n, chunk, workers)
+            rows.append(
+                {
+                    "config": name,
+                    "workers": workers,
+                    "spectra_per_s": round(rate),
+                    "vs_floor": round(rate / FLOOR_PER_S, 2),
+                    "vs_single_thread_fft": round(rate / ceiling, 2),
+                }
+            )
+    print(f"generator benchmark: {n} spectra per row, chunk {chunk}; bare irfft ceiling {ceiling:,.0f}/s (1 thread)")
+    print(f"{'configuration':28s} {'workers':>7s} {'spectra/s':>10s} {'/ floor':>8s} {'/ fft':>6s}")
+    for r in rows:
+        print(
+            f"{r['config']:28s} {r['workers']:7d} {r['spectra_per_s']:10,d} "
+            f"{r['vs_floor']:8.2f} {r['vs_single_thread_fft']:6.2f}"
+        )
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"floor_per_s": FLOOR_PER_S, "fft_ceiling_per_s": round(ceiling), "rows": rows}, fh, indent=1)
+    return rows

@@ -1,0 +1,5 @@
+import sys
+
+from xpstream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,165 @@
+"""The `xpstream` command: one entry point, one subcommand per job.
+
+Heavy imports happen inside each subcommand, so `xpstream --help` stays fast and the daemon's
+commands never import training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xpstream import __version__
+from xpstream.contract import LABELS
+
+
+def _library_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--physics", type=Path, help="physics constants file (default: the packaged one)")
+    p.add_argument("--polymer-file", type=Path, help="polymer library file (default: the packaged one)")
+
+
+def _load_library(args):
+    from xpstream.train.library import load_library
+
+    return load_library(args.physics, args.polymer_file)
+
+
+def _mixture_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mixture generator (defaults follow the published protocol)")
+    g.add_argument("--max-shift", type=float, default=3.0, help="shift drawn from U(-S, S) eV (default 3)")
+    g.add_argument("--components", type=int, nargs=2, default=(2, 4), metavar=("MIN", "MAX"))
+    g.add_argument("--broadening", type=float, default=0.2, help="HalfNormal scale of the Gaussian sigma, eV")
+    g.add_argument("--be-jitter", type=float, default=0.0, help="binding-energy jitter, eV (<= 0.1)")
+    g.add_argument("--width-jitter", type=float, default=0.0, help="relative width jitter, e.g. 0.1")
+    g.add_argument("--variants", type=int, default=8, help="jittered templates per polymer")
+    g.add_argument("--noise-counts", type=float, default=0.0, help="Poisson noise at this many counts (0: none)")
+    g.add_argument("--residual-background", type=float, default=0.0, help="std of residual Shirley step")
+    g.add_argument("--region-windows", action="store_true", help="zero outside recorded core-level windows")
+    g.add_argument("--polymers", nargs="+", default=(), help="restrict to these polymers (names or abbreviations)")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def _generator(args, library):
+    from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+
+    settings = MixtureSettings(
+        max_shift_ev=args.max_shift,
+        min_components=args.components[0],
+        max_components=args.components[1],
+        broadening_scale_ev=args.broadening,
+        be_jitter_ev=args.be_jitter,
+        width_jitter=args.width_jitter,
+        variants=args.variants,
+        noise_counts=args.noise_counts,
+        residual_background=args.residual_background,
+        region_windows=args.region_windows,
+        polymers=tuple(args.polymers),
+    )
+    return MixtureGenerator(library, settings, seed=args.seed)
+
+
+def cmd_library(args) -> None:
+    library = _load_library(args)
+    counts = library.label_counts()
+    print(f"{len(library.polymers)} polymers, {len(library.environments)} environments, {len(library.levels)} levels")
+    print(f"{'label':24s} {'polymers':>8s}")
+    for label in LABELS:
+        print(f"{label.display:24s} {counts[label.name]:8d}")
+    if args.list:
+        print()
+        for p in library.polymers:
+            print(f"{p.abbr:12s} {p.name:60s} {', '.join(p.labels)}")
+
+
+def cmd_simulate(args) -> None:
+    from tqdm import tqdm
+
+    from xpstream.train.dataset import write_dataset
+
+    if args.n <= 0:
+        raise ValueError(f"--n must be positive, got {args.n}")
+    generator = _generator(args, _load_library(args))
+    with tqdm(total=args.n, unit="spectra", desc="simulate") as bar:
+        write_dataset(args.out, generator, args.n, chunk=args.chunk, progress=bar.update)
+    print(f"wrote {args.n} spectra to {args.out}")
+
+
+def cmd_plot(args) -> None:
+    import numpy as np
+
+    from xpstream.train.plots import plot_base_spectra, plot_mixtures
+
+    library = _load_library(args)
+    out = Path(args.out)
+    print(plot_base_spectra(library, args.base, out / "base_spectra.png"))
+    generator = _generator(args, library)
+    batch = generator.batch(args.mixtures, np.random.default_rng(args.seed))
+    print(plot_mixtures(batch, [p.abbr for p in generator.polymers], out / "mixtures.png"))
+
+
+def cmd_compare(args) -> None:
+    from xpstream.train.realcheck import compare_with_measured, format_comparison
+
+    print(format_comparison(compare_with_measured(_load_library(args), args.polymer, args.file, args.level)))
+
+
+def cmd_bench(args) -> None:
+    from xpstream.train.bench import bench_generator
+
+    bench_generator(n=args.n, chunk=args.chunk, json_path=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xpstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"xpstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("library", help="report the polymer library: polymers per functional-group label")
+    _library_args(p)
+    p.add_argument("--list", action="store_true", help="also list every polymer with its labels")
+    p.set_defaults(func=cmd_library)
+
+    p = sub.add_parser("simulate", help="write a synthetic data set (HDF5)")
+    p.add_argument("--n", type=int, required=True, help="number of spectra")
+    p.add_argument("--out", type=Path, required=True, help="output .h5 file")
+    p.add_argument("--chunk", type=int, default=2048, help="spectra per generated chunk")
+    _mixture_args(p)
+    _library_args(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("plot", help="PNG plots of base spectra and example mixtures")
+    p.add_argument("--base", nargs="+", default=["PMMA", "PET", "PVC", "PTFE"], help="polymers to draw")
+    p.add_argument("--mixtures", type=int, default=4, help="number of example mixtures")
+    p.add_argument("--out", type=Path, default=Path("plots"))
+    _mixture_args(p)
+    _library_args(p)
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("compare", help="simulated vs measured spectrum of one polymer, component by component")
+    p.add_argument("polymer", help="polymer name or abbreviation, e.g. PET")
+    p.add_argument("file", help="measured file, e.g. ../shared/realxps/lg4x_PET_C1s.csv")
+    p.add_argument("--level", default="C 1s")
+    _library_args(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bench", help="benchmark the synthetic generator (spectra/s)")
+    p.add_argument("--n", type=int, default=65536)
+    p.add_argument("--chunk", type=int, default=1024)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, OSError) as err:  # library, settings, parse and contract errors are ValueErrors
+        print(f"xpstream {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

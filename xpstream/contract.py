@@ -1,0 +1,276 @@
+"""The model contract shared by training, the daemon and the tests.
+
+Everything that two halves of xpstream must agree on lives here and nowhere else:
+the binding-energy grid, the functional-group labels and their order, the spectrum
+representation, the prediction record and the model metadata. This module needs numpy
+only (no torch), so the daemon can import it.
+
+A contract has a version. A model or a message made under another version is refused
+with an error that names both versions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+CONTRACT_VERSION = "1"
+
+# --- energy grid -----------------------------------------------------------------------
+GRID_START_EV = 40.0
+GRID_STOP_EV = 700.0
+GRID_STEP_EV = 0.1
+GRID_SIZE = 6601
+
+
+def energy_grid() -> np.ndarray:
+    """The binding-energy axis in eV (float64, ascending, GRID_SIZE points)."""
+    return np.linspace(GRID_START_EV, GRID_STOP_EV, GRID_SIZE)
+
+
+def grid_index(binding_energy_ev: float) -> float:
+    """Fractional grid index of a binding energy (0 at GRID_START_EV)."""
+    return (binding_energy_ev - GRID_START_EV) / GRID_STEP_EV
+
+
+# --- labels ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Label:
+    """A functional group: a stable machine name and a display name."""
+
+    name: str
+    display: str
+
+
+# Order of the published code (arXiv 2603.05350) with its 8 unused slots removed.
+LABELS: tuple[Label, ...] = (
+    Label("alkene", "alkene"),
+    Label("benzene_ring", "benzene ring"),
+    Label("naphthalene", "naphthalene"),
+    Label("amine", "amine"),
+    Label("alcohol_aromatic", "alcohol (aromatic)"),
+    Label("alcohol_aliphatic", "alcohol (aliphatic)"),
+    Label("ether_aromatic", "ether (aromatic)"),
+    Label("ether_aliphatic", "ether (aliphatic)"),
+    Label("alkyl_halide_f", "alkyl halide (F)"),
+    Label("alkyl_halide_cl", "alkyl halide (Cl)"),
+    Label("ketone_aromatic", "ketone (aromatic)"),
+    Label("ketone_aliphatic", "ketone (aliphatic)"),
+    Label("ester_aromatic", "ester (aromatic)"),
+    Label("ester_aliphatic", "ester (aliphatic)"),
+    Label("carboxylic_acid", "carboxylic acid"),
+    Label("amide", "amide"),
+    Label("nitrate", "nitrate"),
+    Label("nitrile", "nitrile"),
+    Label("epoxide", "epoxide"),
+    Label("imide", "imide"),
+    Label("anhydride", "anhydride"),
+    Label("nitro_aromatic", "nitro (aromatic)"),
+    Label("sulfide", "sulfide"),
+    Label("sulfone", "sulfone"),
+    Label("sulfonate", "sulfonate"),
+    Label("chlorobenzene", "chlorobenzene"),
+    Label("bromobenzene", "bromobenzene"),
+    Label("siloxane", "siloxane"),
+    Label("phosphazene", "phosphazene"),
+    Label("phenoxy", "phenoxy"),
+    Label("pyridine", "pyridine"),
+    Label("alkane", "alkane"),
+)
+LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in LABELS)
+NUM_LABELS = len(LABELS)
+_LABEL_INDEX = {name: i for i, name in enumerate(LABEL_NAMES)}
+
+
+class ContractError(ValueError):
+    """Input that does not follow the contract (wrong version, grid, labels or shape)."""
+
+
+def label_index(name: str) -> int:
+    """Position of a label name in the model output; unknown names raise ContractError."""
+    try:
+        return _LABEL_INDEX[name]
+    except KeyError:
+        raise ContractError(f"unknown functional-group label {name!r}") from None
+
+
+def labels_to_multihot(names) -> np.ndarray:
+    """Multi-hot uint8 vector (NUM_LABELS,) for a collection of label names."""
+    out = np.zeros(NUM_LABELS, dtype=np.uint8)
+    for name in names:
+        out[label_index(name)] = 1
+    return out
+
+
+# --- spectrum representation -----------------------------------------------------------
+def normalise_spectrum(spectra: np.ndarray) -> np.ndarray:
+    """Clip negatives and scale each row to sum 1 (rows of zeros stay zero).
+
+    Works on one spectrum (GRID_SIZE,) or a batch (N, GRID_SIZE); returns float32.
+    """
+    arr = np.clip(np.asarray(spectra, dtype=np.float32), 0.0, None)
+    if arr.shape[-1] != GRID_SIZE:
+        raise ContractError(f"spectrum has {arr.shape[-1]} points, the grid has {GRID_SIZE}")
+    total = arr.sum(axis=-1, keepdims=True)
+    return np.divide(arr, total, out=np.zeros_like(arr), where=total > 0)
+
+
+def check_spectra(spectra: np.ndarray) -> np.ndarray:
+    """Validate a batch of grid spectra (N, GRID_SIZE): finite, float32-castable."""
+    arr = np.asarray(spectra, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != GRID_SIZE:
+        raise ContractError(f"expected spectra of shape (N, {GRID_SIZE}), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ContractError("spectra contain NaN or Inf")
+    return arr
+
+
+@dataclass
+class Region:
+    """One recorded core-level region as a parser hands it on: a binding-energy axis (eV,
+    ascending) and the counts at those energies, background not yet removed."""
+
+    name: str
+    binding_energy_ev: np.ndarray
+    counts: np.ndarray
+
+    def __post_init__(self):
+        be = np.asarray(self.binding_energy_ev, dtype=np.float64)
+        counts = np.asarray(self.counts, dtype=np.float64)
+        if be.ndim != 1 or be.shape != counts.shape:
+            raise ContractError(
+                f"region {self.name!r}: energy axis {be.shape} and counts {counts.shape} differ"
+            )
+        if be.size < 3:
+            raise ContractError(f"region {self.name!r}: fewer than 3 points")
+        if not (np.isfinite(be).all() and np.isfinite(counts).all()):
+            raise ContractError(f"region {self.name!r}: NaN or Inf in energies or counts")
+        order = np.argsort(be, kind="stable")
+        be, counts = be[order], counts[order]
+        if np.any(np.diff(be) <= 0):
+            raise ContractError(f"region {self.name!r}: repeated energies on the axis")
+        self.binding_energy_ev, self.counts = be, counts
+
+
+# --- versioned records -----------------------------------------------------------------
+def check_version(found: str, what: str) -> None:
+    """Refuse a record made under another contract version, naming both."""
+    if str(found) != CONTRACT_VERSION:
+        raise ContractError(
+            f"{what} was made for xpstream contract version {found!r}; "
+            f"this xpstream speaks version {CONTRACT_VERSION!r}"
+        )
+
+
+@dataclass
+class Prediction:
+    """What xpstream says about one spectrum.
+
+    shift_ev is the estimated charging shift: positive when the peaks appear at a higher
+    binding energy than their true position.
+    """
+
+    source: str
+    probabilities: dict[str, float]
+    present: list[str]
+    shift_ev: float
+    model_id: str
+    model_version: str
+    contract_version: str = CONTRACT_VERSION
+
+    @classmethod
+    def from_outputs(
+        cls,
+        source: str,
+        probabilities: np.ndarray,
+        shift_ev: float,
+        thresholds: np.ndarray,
+        model_id: str,
+        model_version: str,
+    ) -> Prediction:
+        """Build a record from one row of model outputs and per-label thresholds."""
+        probs = np.asarray(probabilities, dtype=np.float64)
+        if probs.shape != (NUM_LABELS,):
+            raise ContractError(f"expected {NUM_LABELS} probabilities, got shape {probs.shape}")
+        present = [n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t]
+        return cls(
+            source=source,
+            probabilities={n: float(p) for n, p in zip(LABEL_NAMES, probs, strict=True)},
+            present=present,
+            shift_ev=float(shift_ev),
+            model_id=model_id,
+            model_version=model_version,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Prediction:
+        """Rebuild a record; another contract version or unknown labels are refused."""
+        check_version(data.get("contract_version", "?"), "prediction record")
+        unknown = set(data["probabilities"]) - set(LABEL_NAMES)
+        if unknown:
+            raise ContractError(f"prediction names unknown labels: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class ModelMetadata:
+    """Metadata a model file carries (ONNX metadata_props: string keys and values)."""
+
+    model_id: str
+    version: str
+    labels: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
+    thresholds: list[float] = field(default_factory=lambda: [0.5] * NUM_LABELS)
+    grid: dict = field(
+        default_factory=lambda: {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV}
+    )
+    contract_version: str = CONTRACT_VERSION
+    training_data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def to_strings(self) -> dict[str, str]:
+        """Flatten to string key/values, JSON-encoding the structured fields."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[key] = value if isinstance(value, str) else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_strings(cls, props: dict[str, str]) -> ModelMetadata:
+        """Parse metadata and refuse a model that disagrees with this contract."""
+        check_version(props.get("contract_version", "?"), "model")
+        try:
+            meta = cls(
+                model_id=props["model_id"],
+                version=props["version"],
+                labels=json.loads(props["labels"]),
+                thresholds=json.loads(props["thresholds"]),
+                grid=json.loads(props["grid"]),
+                contract_version=props["contract_version"],
+                training_data=json.loads(props.get("training_data", "{}")),
+                metrics=json.loads(props.get("metrics", "{}")),
+            )
+        except KeyError as err:
+            raise ContractError(f"model metadata lacks the key {err.args[0]!r}") from None
+        meta.check()
+        return meta
+
+    def check(self) -> None:
+        """Raise ContractError if labels, thresholds or grid disagree with the contract."""
+        if list(self.labels) != list(LABEL_NAMES):
+            raise ContractError(
+                f"model labels disagree with the contract: expected {list(LABEL_NAMES)}, "
+                f"got {list(self.labels)}"
+            )
+        if len(self.thresholds) != NUM_LABELS:
+            raise ContractError(f"model has {len(self.thresholds)} thresholds, expected {NUM_LABELS}")
+        expected = {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV}
+        if set(self.grid) != set(expected) or any(
+            not math.isclose(float(self.grid[k]), v, abs_tol=1e-9) for k, v in expected.items()
+        ):
+            raise ContractError(f"model grid {self.grid} disagrees with the contract grid {expected}")

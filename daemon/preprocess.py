@@ -15,7 +15,11 @@ GRID = energy_grid()
 
 
 def shirley_background(
-    binding_energy_ev: np.ndarray, counts: np.ndarray, end_points: int = 3, max_iter: int = 100, tol: float = 1e-7
+    binding_energy_ev: np.ndarray,
+    counts: np.ndarray,
+    end_points: int = 3,
+    max_iter: int = 100,
+    tol: float = 1e-7,
 ) -> np.ndarray:
     """Iterative Shirley background of one region (energies ascending).
 

@@ -115,9 +115,7 @@ class MixtureGenerator:
         self.library = library
         self.settings = settings
         self.seed = int(seed)
-        self.polymers = (
-            tuple(library.polymer(n) for n in settings.polymers) if settings.polymers else library.polymers
-        )
+        self.polymers = tuple(library.polymer(n) for n in settings.polymers) if settings.polymers else library.polymers
         self.jitter = _validate(library, settings, self.polymers)
         self.jittered = bool(settings.be_jitter_ev or settings.width_jitter)
         self.n_variants = settings.variants if self.jittered else 1
@@ -156,9 +154,7 @@ class MixtureGenerator:
         # Standard normals scaled by 1/sqrt(counts): sqrt(x) * pool is the counting noise of x.
         counts = self.settings.noise_counts
         self.noise_pool = (
-            rng.standard_normal(NOISE_POOL, dtype=np.float32) / np.float32(math.sqrt(counts))
-            if counts
-            else None
+            rng.standard_normal(NOISE_POOL, dtype=np.float32) / np.float32(math.sqrt(counts)) if counts else None
         )
 
     # -- one chunk ------------------------------------------------------------------------
@@ -280,8 +276,7 @@ def _validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
     """Check the settings against the library; raise SettingsError naming the problem."""
     if not (1 <= s.min_components <= s.max_components <= MAX_COMPONENTS):
         raise SettingsError(
-            f"components must satisfy 1 <= min ({s.min_components}) <= max ({s.max_components}) "
-            f"<= {MAX_COMPONENTS}"
+            f"components must satisfy 1 <= min ({s.min_components}) <= max ({s.max_components}) <= {MAX_COMPONENTS}"
         )
     for name in ("max_shift_ev", "broadening_scale_ev", "noise_counts", "residual_background"):
         value = getattr(s, name)

@@ -93,7 +93,7 @@ def compare_with_measured(library: Library, polymer_name: str, path: str, level:
     main = int(np.argmin(np.abs(lib_be - biggest)))
 
     simulated = base_spectrum(library, library.polymer(polymer_name))
-    window = (GRID >= measured_be[0]) & (GRID <= measured_be[-1])
+    window = (measured_be[0] <= GRID) & (measured_be[-1] >= GRID)
     sim_c, _, sim_a = fit_gaussians(GRID[window], simulated[window], lib_be, widths)
     offset = measured_be[np.argmax(measured)] - lib_be[main]
     mea_c, _, mea_a = fit_gaussians(measured_be, measured, lib_be + offset, widths)

@@ -141,9 +141,7 @@ class Region:
         be = np.asarray(self.binding_energy_ev, dtype=np.float64)
         counts = np.asarray(self.counts, dtype=np.float64)
         if be.ndim != 1 or be.shape != counts.shape:
-            raise ContractError(
-                f"region {self.name!r}: energy axis {be.shape} and counts {counts.shape} differ"
-            )
+            raise ContractError(f"region {self.name!r}: energy axis {be.shape} and counts {counts.shape} differ")
         if be.size < 3:
             raise ContractError(f"region {self.name!r}: fewer than 3 points")
         if not (np.isfinite(be).all() and np.isfinite(counts).all()):
@@ -226,9 +224,7 @@ class ModelMetadata:
     version: str
     labels: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
     thresholds: list[float] = field(default_factory=lambda: [0.5] * NUM_LABELS)
-    grid: dict = field(
-        default_factory=lambda: {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV}
-    )
+    grid: dict = field(default_factory=lambda: {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV})
     contract_version: str = CONTRACT_VERSION
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -264,8 +260,7 @@ class ModelMetadata:
         """Raise ContractError if labels, thresholds or grid disagree with the contract."""
         if list(self.labels) != list(LABEL_NAMES):
             raise ContractError(
-                f"model labels disagree with the contract: expected {list(LABEL_NAMES)}, "
-                f"got {list(self.labels)}"
+                f"model labels disagree with the contract: expected {list(LABEL_NAMES)}, got {list(self.labels)}"
             )
         if len(self.thresholds) != NUM_LABELS:
             raise ContractError(f"model has {len(self.thresholds)} thresholds, expected {NUM_LABELS}")

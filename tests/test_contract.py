@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from xpstream import contract as c
+
+
+def test_grid_is_40_to_700_in_tenth_ev_steps():
+    grid = c.energy_grid()
+    assert grid.shape == (6601,) == (c.GRID_SIZE,)
+    assert grid[0] == 40.0 and grid[-1] == 700.0
+    assert np.allclose(np.diff(grid), 0.1)
+    assert c.grid_index(285.0) == pytest.approx(2450.0)
+
+
+def test_labels_are_32_unique_in_published_order():
+    assert c.NUM_LABELS == 32
+    assert len(set(c.LABEL_NAMES)) == 32
+    assert c.LABEL_NAMES[0] == "alkene" and c.LABEL_NAMES[-1] == "alkane"
+    assert c.LABEL_NAMES[c.label_index("pyridine")] == "pyridine"
+    assert all(name.isidentifier() for name in c.LABEL_NAMES)
+    with pytest.raises(c.ContractError, match="unknown functional-group label 'ketone'"):
+        c.label_index("ketone")
+
+
+def test_normalise_clips_and_sums_to_one():
+    x = np.zeros((2, c.GRID_SIZE))
+    x[0, 10] = 3.0
+    x[0, 11] = -1.0
+    out = c.normalise_spectrum(x)
+    assert out.dtype == np.float32
+    assert out[0].sum() == pytest.approx(1.0) and out[0, 11] == 0.0
+    assert out[1].sum() == 0.0  # an empty row stays empty, no NaN
+    with pytest.raises(c.ContractError, match="6600 points"):
+        c.normalise_spectrum(np.ones(6600))
+
+
+def test_check_spectra_refuses_nan_and_wrong_shape():
+    with pytest.raises(c.ContractError, match="NaN"):
+        c.check_spectra(np.full((1, c.GRID_SIZE), np.nan))
+    with pytest.raises(c.ContractError, match="shape"):
+        c.check_spectra(np.ones((1, 10)))
+
+
+def test_prediction_round_trip_and_version_refusal():
+    probs = np.linspace(0, 1, 32)
+    pred = c.Prediction.from_outputs("a.vms", probs, 1.25, np.full(32, 0.5), "xpstream-stn", "1")
+    assert pred.present == [n for n, p in zip(c.LABEL_NAMES, probs, strict=True) if p >= 0.5]
+    again = c.Prediction.from_dict(pred.to_dict())
+    assert again == pred
+    wrong = {**pred.to_dict(), "contract_version": "0"}
+    with pytest.raises(c.ContractError, match="version '0'.*version '1'"):
+        c.Prediction.from_dict(wrong)
+
+
+def test_model_metadata_round_trip_and_refusals():
+    meta = c.ModelMetadata("xpstream-stn", "3", thresholds=[0.4] * 32, metrics={"exact_match": 0.9})
+    props = meta.to_strings()
+    assert all(isinstance(v, str) for v in props.values())
+    assert c.ModelMetadata.from_strings(props) == meta
+    with pytest.raises(c.ContractError, match="labels disagree"):
+        c.ModelMetadata.from_strings({**props, "labels": '["alkane"]'})
+    with pytest.raises(c.ContractError, match="grid"):
+        c.ModelMetadata.from_strings({**props, "grid": '{"start": 0, "stop": 700, "step": 0.1}'})
+    with pytest.raises(c.ContractError, match="contract version '2'"):
+        c.ModelMetadata.from_strings({**props, "contract_version": "2"})
+    with pytest.raises(c.ContractError, match="lacks the key 'thresholds'"):
+        c.ModelMetadata.from_strings({k: v for k, v in props.items() if k != "thresholds"})
+
+
+def test_region_sorts_axis_and_refuses_bad_input():
+    r = c.Region("C 1s", [290.0, 289.9, 289.8], [1.0, 2.0, 3.0])
+    assert list(r.binding_energy_ev) == [289.8, 289.9, 290.0] and list(r.counts) == [3.0, 2.0, 1.0]
+    with pytest.raises(c.ContractError, match="NaN"):
+        c.Region("x", [1.0, 2.0, 3.0], [1.0, np.nan, 1.0])
+    with pytest.raises(c.ContractError, match="differ"):
+        c.Region("x", [1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(c.ContractError, match="repeated"):
+        c.Region("x", [1.0, 1.0, 3.0], [1.0, 2.0, 3.0])
+
+
+def test_contract_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, xpstream.contract, xpstream.daemon.preprocess; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,151 @@
+"""The mixture generator: protocol, exact shifts, options and determinism."""
+
+import numpy as np
+import pytest
+
+from tests.test_simulate import GRID, direct_voigt, peak_position
+from xpstream.contract import LABEL_NAMES
+from xpstream.train.mixtures import (
+    REGION_WINDOWS_EV,
+    ZERO_BELOW,
+    MixtureGenerator,
+    MixtureSettings,
+    SettingsError,
+)
+from xpstream.train.simulate import polymer_lines
+
+
+def draw(library, n=512, seed=0, **settings):
+    gen = MixtureGenerator(library, MixtureSettings(**settings), seed=seed)
+    return gen, gen.batch(n, np.random.default_rng(seed))
+
+
+def test_protocol_components_weights_labels(library):
+    gen, b = draw(library, n=4000, max_shift_ev=3.0)
+    assert b.spectra.shape == (4000, 6601) and b.spectra.dtype == np.float32
+    assert np.allclose(b.spectra.sum(axis=1), 1.0, atol=1e-5)
+    assert (b.spectra >= 0).all()
+    used = b.components >= 0
+    assert set(used.sum(axis=1)) == {2, 3, 4}
+    assert np.allclose(b.weights.sum(axis=1), 1.0, atol=1e-6)
+    assert (b.weights[~used] == 0).all() and (b.weights[used] > 0).all()
+    for i in range(200):
+        union = set()
+        for c in b.components[i][used[i]]:
+            union |= set(gen.polymers[c].labels)
+        assert {LABEL_NAMES[j] for j in np.flatnonzero(b.labels[i])} == union
+    assert np.abs(b.shift_ev).max() <= 3.0 and b.shift_ev.min() < -2.5 and b.shift_ev.max() > 2.5
+    # broadening sigma ~ HalfNormal(0.2): mean 0.2 * sqrt(2 / pi) = 0.160
+    assert b.broadening_ev.mean() == pytest.approx(0.2 * np.sqrt(2 / np.pi), abs=0.01)
+
+
+def test_shift_moves_every_line_by_exactly_the_applied_shift(library):
+    _, b = draw(
+        library,
+        n=32,
+        max_shift_ev=5.0,
+        broadening_scale_ev=0.0,
+        polymers=("PVC",),
+        min_components=1,
+        max_components=1,
+    )
+    lines = polymer_lines(library, library.polymer("PVC"))
+    unshifted = peak_position(direct_voigt(lines), 280, 292)
+    for spectrum, shift in zip(b.spectra, b.shift_ev, strict=True):
+        expected = direct_voigt(lines, shift_ev=float(shift))
+        expected /= expected.sum()
+        expected[expected < ZERO_BELOW] = 0.0  # the representation drops far tails ...
+        expected /= expected.sum()  # ... and renormalises
+        assert np.max(np.abs(spectrum - expected)) < 1e-4 * expected.max()
+        assert peak_position(spectrum, 280 + shift, 292 + shift) - unshifted == pytest.approx(shift, abs=0.01)
+
+
+def interpolated_fwhm(spectrum):
+    """Full width at half maximum, flanks located by linear interpolation between samples."""
+    half = spectrum.max() / 2
+    above = np.flatnonzero(spectrum >= half)
+    i, j = above[0], above[-1]
+    left = GRID[i - 1] + (half - spectrum[i - 1]) / (spectrum[i] - spectrum[i - 1]) * (GRID[i] - GRID[i - 1])
+    right = GRID[j] + (spectrum[j] - half) / (spectrum[j] - spectrum[j + 1]) * (GRID[j + 1] - GRID[j])
+    return right - left
+
+
+def test_broadening_widens_the_peak_as_a_gaussian_convolution(library):
+    _, b = draw(
+        library,
+        n=64,
+        max_shift_ev=0.0,
+        broadening_scale_ev=0.4,
+        polymers=("HDPE",),
+        min_components=1,
+        max_components=1,
+    )
+    g0 = polymer_lines(library, library.polymer("HDPE")).gauss_fwhm_ev[0]
+    for spectrum, sigma in zip(b.spectra, b.broadening_ev, strict=True):
+        fwhm = interpolated_fwhm(spectrum)
+        gauss = np.hypot(g0, 2.3548 * sigma)
+        voigt = 0.5346 * 0.09 + np.sqrt(0.2166 * 0.09**2 + gauss**2)
+        assert fwhm == pytest.approx(voigt, abs=0.02)
+
+
+def test_same_seed_same_data_whatever_the_threads(library):
+    gen = MixtureGenerator(library, MixtureSettings(noise_counts=1e4, be_jitter_ev=0.05, width_jitter=0.05), seed=7)
+    a = gen.generate(300, chunk=64, workers=1)
+    b = gen.generate(300, chunk=64, workers=2)
+    again = MixtureGenerator(library, gen.settings, seed=7).generate(300, chunk=64, workers=2)
+    other = MixtureGenerator(library, gen.settings, seed=8).generate(300, chunk=64, workers=2)
+    for name in ("spectra", "labels", "shift_ev", "weights", "components"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+        assert np.array_equal(getattr(a, name), getattr(again, name))
+    assert not np.array_equal(a.spectra, other.spectra)
+    gen.new_epoch(1)
+    assert not np.array_equal(gen.generate(300, chunk=64).spectra, a.spectra)
+
+
+def test_counting_noise_has_poisson_magnitude(library):
+    counts = 1e5
+    _, clean = draw(library, n=200, seed=3)
+    _, noisy = draw(library, n=200, seed=3, noise_counts=counts)
+    assert np.array_equal(clean.shift_ev, noisy.shift_ev)
+    strong = clean.spectra > 1e-3
+    z = (noisy.spectra - clean.spectra)[strong] / np.sqrt(clean.spectra[strong] / counts)
+    assert z.std() == pytest.approx(1.0, rel=0.1)
+    assert np.allclose(noisy.spectra.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_region_windows_zero_everything_outside_the_recorded_regions(library):
+    gen, b = draw(library, n=300, region_windows=True, residual_background=0.05)
+    for i in range(300):
+        levels = set()
+        for c in b.components[i][b.components[i] >= 0]:
+            levels |= set(gen.polymers[c].levels)
+        inside = np.zeros(GRID.size, dtype=bool)
+        for level in levels:
+            lo, hi = REGION_WINDOWS_EV[level]
+            inside |= (lo <= GRID) & (hi >= GRID)
+        assert (b.spectra[i][~inside] == 0).all()
+        assert b.spectra[i].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_residual_background_changes_only_recorded_regions(library):
+    _, clean = draw(library, n=100, seed=5, region_windows=True)
+    _, residual = draw(library, n=100, seed=5, region_windows=True, residual_background=0.05)
+    changed = np.abs(residual.spectra - clean.spectra) > 1e-7
+    assert changed.any()
+    assert not (changed & (clean.spectra == 0) & (residual.spectra == 0)).any()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"max_shift_ev": 9.0}, r"pushes environment 'F_CF2' off the .* largest allowed is 7.35 eV"),
+        ({"min_components": 0}, r"components must satisfy"),
+        ({"max_components": 5}, r"components must satisfy"),
+        ({"be_jitter_ev": 0.2}, r"jitter must lie in \[0, 0.1\]"),
+        ({"broadening_scale_ev": float("nan")}, r"broadening_scale_ev must be a finite number"),
+        ({"noise_counts": -1.0}, r"noise_counts must be a finite number >= 0"),
+    ],
+)
+def test_bad_settings_raise_a_clear_error(library, settings, message):
+    with pytest.raises(SettingsError, match=message):
+        MixtureGenerator(library, MixtureSettings(**settings))

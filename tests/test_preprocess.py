@@ -1,0 +1,80 @@
+"""Shared preprocessing: Shirley background, resampling, normalisation; text parsing."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import REALXPS
+from xpstream.contract import Region, energy_grid
+from xpstream.daemon.parse import ParseError, parse_file
+from xpstream.daemon.preprocess import regions_to_grid, shirley_background
+
+GRID = energy_grid()
+
+
+def test_shirley_recovers_a_peak_on_a_step_background():
+    be = np.linspace(280, 296, 321)
+    peak = 1000 * np.exp(-0.5 * ((be - 287) / 0.6) ** 2)
+    # a Shirley step: background rises with the peak area integrated from the low-BE end
+    cumulative = np.cumsum(peak) / peak.sum()
+    counts = 200 + 300 * cumulative + peak
+    background = shirley_background(be, counts)
+    assert background[0] == pytest.approx(200, rel=1e-3) and background[-1] == pytest.approx(500, rel=1e-3)
+    recovered = counts - background
+    assert np.trapezoid(recovered, be) == pytest.approx(np.trapezoid(peak, be), rel=0.01)
+
+
+def test_simulated_spectrum_written_as_a_region_file_comes_back(tmp_path, library):
+    """A generator spectrum written as a two-column region file returns through parse +
+    preprocess as the same grid spectrum (the representation the model is trained on)."""
+    from xpstream.train.simulate import base_spectrum
+
+    spectrum = base_spectrum(library, library.polymer("PVC"))
+    window = (GRID >= 278) & (GRID <= 300)
+    region_only = np.where(window, spectrum, 0.0)
+    region_only /= region_only.sum()
+    path = tmp_path / "pvc_c1s.csv"
+    rows = "\n".join(f"{e:.2f},{1e6 * y:.6f}" for e, y in zip(GRID[window][::-1], spectrum[window][::-1], strict=True))
+    path.write_text("BE/eV,PVC C 1s\n" + rows + "\n")
+    parsed = parse_file(path)
+    assert [r.name for r in parsed.regions] == ["PVC C 1s"]
+    back = regions_to_grid(parsed.regions)
+    # Shirley takes the Lorentzian tails' level at the region ends (~1e-3 of the peak) as
+    # background; nothing else differs.
+    assert np.max(np.abs(back - region_only)) < 5e-3 * region_only.max()
+
+
+def test_kinetic_axis_uses_the_source_energy_from_the_header(tmp_path):
+    path = tmp_path / "ke.csv"
+    ke = np.linspace(1190, 1210, 201)
+    path.write_text("KE/eV,hv=1486.6\n" + "\n".join(f"{k},{100 + k % 3}" for k in ke))
+    region = parse_file(path).regions[0]
+    assert region.binding_energy_ev[0] == pytest.approx(1486.6 - 1210)
+    assert region.binding_energy_ev[-1] == pytest.approx(1486.6 - 1190)
+
+
+def test_real_files_parse_or_are_refused_with_a_reason(tmp_path):
+    pet = parse_file(REALXPS / "lg4x_PET_C1s.csv")
+    assert len(pet.regions) == 1 and pet.regions[0].binding_energy_ev[0] == pytest.approx(279.3, abs=0.01)
+    x = regions_to_grid(pet.regions)
+    assert x.sum() == pytest.approx(1.0) and (x[(GRID < 279) | (GRID > 299.5)] == 0).all()
+    with pytest.raises(ParseError, match="no core-level region.*survey"):
+        parse_file(REALXPS / "lg4x_ITO_survey_kinetic.csv")
+    for content, message in [
+        ("", "no data rows"),
+        ("BE,x\n1,2\n2,3\n3,x4\n4,5\n", "line 4 is not two numbers"),
+        ("x,y\n1,2\n2,3\n3,4\n", "binding \\(BE\\) or kinetic"),
+        ("KE,x\n1,2\n2,3\n3,4\n", "no source energy"),
+        ("BE,x\n1,2\n2,nan\n3,4\n", "NaN"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(content)
+        with pytest.raises(ParseError, match=message):
+            parse_file(bad)
+    with pytest.raises(ParseError, match="unsupported file type"):
+        parse_file(REALXPS / "pynx_SnO2_phi.spe")
+
+
+def test_region_to_grid_is_zero_outside_regions():
+    regions = [Region("a", np.linspace(280, 290, 101), np.ones(101) + np.arange(101))]
+    x = regions_to_grid(regions)
+    assert (x[(GRID < 280) | (GRID > 290)] == 0).all() and x.sum() == pytest.approx(1.0)

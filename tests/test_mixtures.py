@@ -7,12 +7,11 @@ from tests.test_simulate import GRID, direct_voigt, peak_position
 from xpstream.contract import LABEL_NAMES
 from xpstream.train.mixtures import (
     REGION_WINDOWS_EV,
-    ZERO_BELOW,
     MixtureGenerator,
     MixtureSettings,
     SettingsError,
 )
-from xpstream.train.simulate import polymer_lines
+from xpstream.train.simulate import ZERO_BELOW, polymer_lines
 
 
 def draw(library, n=512, seed=0, **settings):

@@ -42,7 +42,7 @@ from xpstream.train.simulate import (
     frequencies,
     polymer_lines,
     render_fourier,
-    to_grid,
+    to_spectra,
 )
 
 MAX_COMPONENTS = 4
@@ -62,10 +62,6 @@ REGION_WINDOWS_EV = {
 # A line must keep this many eV inside the grid at the largest shift.
 EDGE_MARGIN_EV = 3.0
 NOISE_POOL = 1 << 22
-# Intensities below this (on unit-area spectra, where peaks reach ~1e-2) are set to zero:
-# far Lorentzian tails that no recorded region holds (< 0.2 % of the area). It keeps the
-# contract's "zero outside the regions" and makes stored data sets compress.
-ZERO_BELOW = 1e-6
 
 
 class SettingsError(ValueError):
@@ -178,8 +174,7 @@ class MixtureGenerator:
         )
         coeffs = mixing @ self.templates
         coeffs *= self._shift_and_broaden(shift, sigma)
-        spectra = to_grid(coeffs)
-        spectra *= spectra >= ZERO_BELOW  # clips negatives too
+        spectra = to_spectra(coeffs)
 
         labels = np.zeros((n, NUM_LABELS), dtype=np.uint8)
         levels = np.zeros((n, len(REGION_WINDOWS_EV)), dtype=np.float32)

@@ -17,7 +17,7 @@ from xpstream.train.simulate import base_spectrum  # noqa: E402
 
 
 def _levels_axes(fig_title: str, levels: list[str], rows: int):
-    fig, axes = plt.subplots(rows, len(levels), figsize=(3.2 * len(levels), 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, len(levels), figsize=(3.2 * len(levels), 2.4 * rows), squeeze=False, sharey="row")
     fig.suptitle(fig_title)
     return fig, axes
 

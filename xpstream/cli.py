@@ -7,6 +7,7 @@ commands never import training code.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -104,6 +105,64 @@ def cmd_compare(args) -> None:
     print(format_comparison(compare_with_measured(_load_library(args), args.polymer, args.file, args.level)))
 
 
+def cmd_train(args) -> None:
+    from xpstream.train.trainer import TrainConfig, train
+
+    library = _load_library(args)
+    config = TrainConfig(
+        model=args.model,
+        out=str(args.out or Path("runs") / f"{args.model}-{args.max_shift:g}ev"),
+        mixtures=_generator(args, library).settings,
+        train_size=args.train_size,
+        val_size=args.val_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        shift_loss_weight=args.shift_loss_weight,
+        label_weighting=args.label_weighting,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+    )
+    best = train(config, resume=args.resume)
+    print(
+        f"best epoch {best['best_epoch']}: validation exact match {best['val_exact_match']:.4f} "
+        f"(tuned thresholds {best['val_exact_match_tuned']:.4f}); saved {config.out}/best.pt"
+    )
+
+
+def cmd_export(args) -> None:
+    from xpstream.contract import ModelMetadata
+    from xpstream.train.export import export_onnx
+    from xpstream.train.trainer import load_trained
+
+    model, thresholds, best = load_trained(args.checkpoint)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    metadata = ModelMetadata(
+        model_id=args.model_id,
+        version=args.version,
+        thresholds=[float(t) for t in thresholds],
+        training_data={
+            "model": best["model_name"],
+            "generator": best["config"]["mixtures"],
+            "train_size_per_epoch": best["config"]["train_size"],
+            "epochs_trained": len(best["history"]),
+            "best_epoch": best["best_epoch"],
+            "seed": best["config"]["seed"],
+        },
+        metrics=metrics,
+    )
+    print(export_onnx(model, metadata, args.out))
+
+
+def cmd_evaluate(args) -> None:
+    from xpstream.train.evaluate import evaluate_checkpoints
+
+    evaluate_checkpoints(args.checkpoints, args.n, args.out, args.max_shift)
+    print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
+
+
 def cmd_bench(args) -> None:
     from xpstream.train.bench import bench_generator
 
@@ -142,6 +201,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="C 1s")
     _library_args(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="train a model on fresh synthetic mixtures (needs the [train] extra)")
+    p.add_argument("--model", default="stn-shift", help="mlp, cnn, stn (paper), stn-shift (default), stn-shift-mlploc")
+    p.add_argument("--out", type=Path, help="run directory (default runs/MODEL-SHIFTev)")
+    p.add_argument("--train-size", type=int, default=100_000, help="fresh spectra per epoch")
+    p.add_argument("--val-size", type=int, default=10_000)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--shift-loss-weight", type=float, default=1.0)
+    p.add_argument("--label-weighting", action="store_true", help="BCE pos_weight from label frequencies")
+    p.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    _mixture_args(p)
+    _library_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a trained model (best.pt) to ONNX with contract metadata")
+    p.add_argument("checkpoint", help="RUN/best.pt")
+    p.add_argument("--out", type=Path, default=Path("models/xpstream-stn.onnx"))
+    p.add_argument("--model-id", default="xpstream-stn")
+    p.add_argument("--version", default="1")
+    p.add_argument("--metrics", help="JSON file of metrics to embed (e.g. from evaluate)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="evaluate trained models on one synthetic test set")
+    p.add_argument("checkpoints", nargs="+", help="RUN/best.pt files")
+    p.add_argument("--n", type=int, default=20_000, help="test spectra")
+    p.add_argument("--max-shift", type=float, help="test at this maximum shift (default: the first run's)")
+    p.add_argument("--out", type=Path, default=Path("reports/evaluate"))
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="benchmark the synthetic generator (spectra/s)")
     p.add_argument("--n", type=int, default=65536)

@@ -1,0 +1,204 @@
+"""Models, the 1D warp, ONNX export parity and metadata, and short real training runs."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from xpstream.contract import GRID_SIZE, ContractError, ModelMetadata
+from xpstream.daemon.infer import load_model
+from xpstream.train.export import export_onnx
+from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+from xpstream.train.models import (
+    build_model,
+    normalised_to_samples,
+    paper_grid_sample_warp,
+    shift_warp,
+)
+
+
+def spectra_batch(library, n=64, seed=0, **settings):
+    gen = MixtureGenerator(library, MixtureSettings(**settings), seed=seed)
+    return gen.batch(n, np.random.default_rng(seed))
+
+
+def test_1d_warp_equals_grid_sample(library):
+    torch.manual_seed(0)
+    t = (torch.rand(64, dtype=torch.float64) - 0.5) * 0.03  # about +-5 eV
+    x64 = torch.rand(64, GRID_SIZE, dtype=torch.float64)
+    assert torch.allclose(paper_grid_sample_warp(x64, t), shift_warp(x64, normalised_to_samples(t)), atol=1e-10)
+    real = torch.from_numpy(spectra_batch(library).spectra)  # float32, unit area
+    a = paper_grid_sample_warp(real, t.float())
+    b = shift_warp(real, normalised_to_samples(t.float()))
+    assert (a - b).abs().max() < 1e-5
+
+
+def test_warp_aligns_integer_shifts_exactly_and_zero_fills():
+    x = torch.zeros(1, GRID_SIZE)
+    x[0, 100] = 1.0
+    assert shift_warp(x, torch.tensor([30.0]))[0, 70] == 1.0  # peak 30 samples too high -> back by 30
+    assert shift_warp(x, torch.tensor([0.5]))[0, 99:101].tolist() == [0.5, 0.5]
+    assert shift_warp(torch.ones(1, GRID_SIZE), torch.tensor([10.0]))[0, -10:].sum() == 0
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "stn", "stn-shift", "stn-shift-mlploc"])
+def test_models_output_logits_and_shift_for_any_scale(library, name):
+    model = build_model(name).eval()
+    x = torch.from_numpy(spectra_batch(library, n=4).spectra)
+    with torch.no_grad():
+        logits, shift = model(x)
+        logits_scaled, _ = model(x * 1234.5)
+    assert logits.shape == (4, 32) and shift.shape == (4,)
+    assert torch.allclose(logits, logits_scaled, atol=1e-4)  # normalisation is inside the model
+
+
+@pytest.mark.parametrize("name", ["mlp", "stn", "stn-shift"])
+def test_onnx_export_matches_torch_and_carries_metadata(tmp_path, library, name):
+    torch.manual_seed(1)
+    model = build_model(name).eval()
+    for m in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    meta = ModelMetadata("test-" + name, "7", thresholds=[0.3] * 32, metrics={"exact_match": 0.5})
+    path = export_onnx(model, meta, tmp_path / "m.onnx")
+    loaded = load_model(path)
+    assert loaded.metadata == meta and loaded.provider == "CPUExecutionProvider"
+    batch = spectra_batch(library, n=37, max_shift_ev=5.0)
+    x = batch.spectra * 250.0  # any positive scale
+    probs, shift = loaded.run(x)
+    with torch.no_grad():
+        logits, shift_torch = model(torch.from_numpy(x))
+    assert probs.shape == (37, 32) and shift.shape == (37,)
+    assert np.abs(probs - torch.sigmoid(logits).numpy()).max() < 1e-4
+    assert np.abs(shift - shift_torch.numpy()).max() < 1e-4
+    assert {p.key for p in onnx.load(path).metadata_props} >= {"labels", "thresholds", "grid", "version"}
+
+
+def test_model_with_foreign_metadata_is_refused(tmp_path):
+    path = export_onnx(build_model("mlp"), ModelMetadata("m", "1"), tmp_path / "m.onnx")
+    graph = onnx.load(path)
+    for key, value, message in [
+        ("labels", json.dumps(["alkane"] * 32), "labels disagree"),
+        ("grid", json.dumps({"start": 0.0, "stop": 700.0, "step": 0.1}), "grid"),
+        ("contract_version", "99", "version '99'"),
+    ]:
+        bad = onnx.ModelProto()
+        bad.CopyFrom(graph)
+        for prop in bad.metadata_props:
+            if prop.key == key:
+                prop.value = value
+        onnx.save(bad, tmp_path / "bad.onnx")
+        with pytest.raises(ContractError, match=message):
+            load_model(tmp_path / "bad.onnx")
+    with pytest.raises(ContractError, match="labels disagree"):
+        export_onnx(build_model("mlp"), ModelMetadata("m", "1", labels=["x"] * 32), tmp_path / "never.onnx")
+    assert not (tmp_path / "never.onnx").exists()
+
+
+TINY = [
+    "--polymers",
+    "PMMA",
+    "PS",
+    "PVC",
+    "PTFE",
+    "PEG",
+    "--components",
+    1,
+    2,
+    "--max-shift",
+    2,
+    "--train-size",
+    3072,
+    "--val-size",
+    512,
+    "--batch-size",
+    128,
+    "--lr",
+    3e-3,
+    "--seed",
+    3,
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run_cli("train", "--model", "stn-shift", "--epochs", 4, "--out", out, *TINY, timeout=600)
+    return out
+
+
+def test_tiny_trained_model_beats_chance_on_held_out_data(tiny_run, library):
+    from xpstream.train.metrics import exact_match
+    from xpstream.train.trainer import load_trained, predict
+
+    model, thresholds, best = load_trained(tiny_run / "best.pt")
+    settings = MixtureSettings(
+        max_shift_ev=2.0, min_components=1, max_components=2, polymers=("PMMA", "PS", "PVC", "PTFE", "PEG")
+    )
+    test = MixtureGenerator(library, settings, seed=99).generate(1000)
+    probs, shift = predict(model, test.spectra)
+    _, counts = np.unique(test.labels, axis=0, return_counts=True)
+    chance = counts.max() / len(test.labels)  # always answering the commonest label set
+    assert exact_match(test.labels, probs >= thresholds) > chance + 0.3
+    assert np.mean(np.abs(shift - test.shift_ev)) < 0.5  # predicting 0 would give 1.0 eV
+
+
+def test_best_weights_are_a_real_copy_of_the_best_epoch(tiny_run, library):
+    from xpstream.train.metrics import exact_match
+    from xpstream.train.trainer import VALIDATION_SEED_OFFSET, TrainConfig, load_trained, predict
+
+    model, _, best = load_trained(tiny_run / "best.pt")
+    config = TrainConfig.from_json(best["config"])
+    val = MixtureGenerator(library, config.mixtures, seed=config.seed + VALIDATION_SEED_OFFSET).generate(
+        config.val_size
+    )
+    probs, _ = predict(model, val.spectra)
+    assert exact_match(val.labels, probs >= 0.5) == pytest.approx(best["val_exact_match"])
+    assert best["val_exact_match"] == max(h["val_exact_match"] for h in best["history"])
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path):
+    """SIGKILL a training run after two epochs, resume it: same history as the uninterrupted run."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "xpstream", "train", "--model", "stn-shift", "--epochs", "4", "--out", str(run)]
+    args += [str(a) for a in TINY]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        history = run / "history.json"
+        if history.exists() and len(json.loads(history.read_text() or "[]")) >= 2:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert 2 <= len(json.loads((run / "history.json").read_text())) < 4, "the run was not interrupted"
+    run_cli(*args[3:], "--resume", timeout=600)
+    resumed = json.loads((run / "history.json").read_text())
+    uninterrupted = json.loads((tiny_run / "history.json").read_text())
+    assert [h["epoch"] for h in resumed] == [0, 1, 2, 3]
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert a["val_exact_match"] == b["val_exact_match"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    proc = run_cli(*args[3:-2], "--seed", 4, "--resume", check=False)
+    assert proc.returncode == 2 and "settings differ from the interrupted run: seed" in proc.stderr
+
+
+def test_export_and_evaluate_commands(tiny_run, tmp_path):
+    onnx_path = tmp_path / "tiny.onnx"
+    run_cli("export", tiny_run / "best.pt", "--out", onnx_path, "--model-id", "tiny", "--version", "0.1")
+    loaded = load_model(onnx_path)
+    assert loaded.metadata.model_id == "tiny" and loaded.metadata.training_data["model"] == "stn-shift"
+    run_cli("evaluate", tiny_run / "best.pt", "--n", 300, "--out", tmp_path / "ev")
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    (entry,) = report["models"].values()
+    assert 0 <= entry["exact_match"] <= 1 and len(entry["per_label"]) == 32
+    for png in ("sensitivity.png", f"alignment-{tiny_run.name}.png"):
+        assert (tmp_path / "ev" / png).read_bytes().startswith(b"\x89PNG")

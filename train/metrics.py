@@ -1,0 +1,124 @@
+"""Evaluation metrics (numpy only). `truth` and `predicted` are (N, labels) 0/1 arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xpstream.contract import LABEL_NAMES
+
+FRACTION_BINS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
+
+
+def exact_match(truth, predicted) -> float:
+    """Share of spectra whose whole label set is right (subset accuracy)."""
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    return float((truth == predicted).all(axis=1).mean())
+
+
+def _counts(truth, predicted):
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    tp = (truth & predicted).sum(axis=0)
+    fp = (~truth & predicted).sum(axis=0)
+    fn = (truth & ~predicted).sum(axis=0)
+    return tp, fp, fn
+
+
+def _ratio(num, den):
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+
+
+def per_label(truth, predicted, names=LABEL_NAMES) -> dict[str, dict]:
+    """Sensitivity (recall), precision, F1 and support for each label (NaN where undefined)."""
+    tp, fp, fn = _counts(truth, predicted)
+    sens = _ratio(tp, tp + fn)
+    prec = _ratio(tp, tp + fp)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        name: {
+            "sensitivity": float(sens[i]),
+            "precision": float(prec[i]),
+            "f1": float(f1[i]),
+            "support": int(tp[i] + fn[i]),
+        }
+        for i, name in enumerate(names)
+    }
+
+
+def micro_f1(truth, predicted) -> float:
+    tp, fp, fn = (c.sum() for c in _counts(truth, predicted))
+    return float(_ratio(2 * tp, 2 * tp + fp + fn))
+
+
+def macro_f1(truth, predicted) -> float:
+    """Mean F1 over labels that occur or are predicted at least once."""
+    tp, fp, fn = _counts(truth, predicted)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    return float(np.nanmean(f1))
+
+
+def detection_by_fraction(predicted, components, weights, polymer_labels, bins=FRACTION_BINS) -> list[dict]:
+    """Detection rate of a label against the spectral fraction of the component carrying it.
+
+    Only labels carried by exactly one component of a spectrum count (so the fraction is
+    unambiguous). polymer_labels is (n_polymers, labels) 0/1.
+    """
+    predicted = np.asarray(predicted).astype(bool)
+    fractions, detected = [], []
+    for i in range(len(predicted)):
+        used = components[i] >= 0
+        carried = polymer_labels[components[i][used]].astype(bool)  # (k, labels)
+        unique = carried.sum(axis=0) == 1
+        for k, w in enumerate(weights[i][used]):
+            labels = np.flatnonzero(carried[k] & unique)
+            fractions.extend([w] * len(labels))
+            detected.extend(predicted[i, labels])
+    fractions, detected = np.array(fractions), np.array(detected, dtype=bool)
+    rows = []
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        sel = (fractions >= lo) & (fractions < hi) if hi < 1 else (fractions >= lo)
+        rows.append(
+            {
+                "fraction_from": lo,
+                "fraction_to": hi,
+                "n": int(sel.sum()),
+                "detection_rate": float(detected[sel].mean()) if sel.any() else float("nan"),
+            }
+        )
+    return rows
+
+
+THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
+
+
+def tune_thresholds(truth, probabilities, grid=THRESHOLD_GRID, passes: int = 2) -> np.ndarray:
+    """Per-label thresholds that maximise exact match on validation data.
+
+    Coordinate ascent from 0.5: each label in turn takes the grid value that maximises exact
+    match with the other labels' thresholds fixed (ties: the value nearest 0.5).
+    """
+    truth = np.asarray(truth).astype(bool)
+    thresholds = np.full(truth.shape[1], 0.5, dtype=np.float32)
+    correct = (probabilities >= thresholds) == truth
+    for _ in range(passes):
+        for j in range(truth.shape[1]):
+            others = np.delete(correct, j, axis=1).all(axis=1)
+            scores = [np.mean(others & ((probabilities[:, j] >= t) == truth[:, j])) for t in grid]
+            best = np.flatnonzero(np.isclose(scores, max(scores)))
+            thresholds[j] = grid[best[np.argmin(np.abs(grid[best] - 0.5))]]
+            correct[:, j] = (probabilities[:, j] >= thresholds[j]) == truth[:, j]
+    return thresholds
+
+
+def summary(truth, probabilities, thresholds, shift_true=None, shift_pred=None) -> dict:
+    """The headline numbers for one model on one test set."""
+    predicted = probabilities >= np.asarray(thresholds)[None, :]
+    out = {
+        "exact_match": exact_match(truth, predicted),
+        "exact_match_at_0.5": exact_match(truth, probabilities >= 0.5),
+        "micro_f1": micro_f1(truth, predicted),
+        "macro_f1": macro_f1(truth, predicted),
+    }
+    if shift_true is not None and shift_pred is not None:
+        out["shift_mae_ev"] = float(np.mean(np.abs(np.asarray(shift_pred) - np.asarray(shift_true))))
+    return out

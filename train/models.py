@@ -1,0 +1,182 @@
+"""The networks: the paper's MLP, CNN and STN (Appendix A) and xpstream's shift-supervised STN.
+
+Every model takes grid spectra (N, 6601) of any positive scale, normalises them to unit area
+inside `forward` (so the exported graph does too) and returns (logits (N, 32), shift_ev (N,)).
+Models without a shift estimate return zeros for it.
+
+The STN's warp is a 1D linear interpolation (index arithmetic, gather, lerp, zero outside),
+which equals the paper's affine_grid + grid_sample on a 1 x L image (tests check it to 1e-5)
+and exports to plain ONNX Gather ops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from xpstream.contract import GRID_SIZE, GRID_STEP_EV, NUM_LABELS
+
+
+def normalise(spectra: torch.Tensor) -> torch.Tensor:
+    """Clip negatives and scale rows to unit sum (all-zero rows stay zero)."""
+    spectra = F.relu(spectra)
+    return spectra / spectra.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def shift_warp(spectra: torch.Tensor, shift_samples: torch.Tensor) -> torch.Tensor:
+    """out[n, i] = spectra[n, i + shift_samples[n]], linearly interpolated, zero outside.
+
+    A spectrum whose peaks sit `s` samples too high is aligned by warping with +s.
+    """
+    n, length = spectra.shape
+    position = torch.arange(length, device=spectra.device, dtype=spectra.dtype)[None, :] + shift_samples[:, None]
+    left = torch.floor(position)
+    frac = position - left
+    left = left.long()
+    right = left + 1
+    valid_left = (left >= 0) & (left < length)
+    valid_right = (right >= 0) & (right < length)
+    v_left = torch.gather(spectra, 1, left.clamp(0, length - 1)) * valid_left
+    v_right = torch.gather(spectra, 1, right.clamp(0, length - 1)) * valid_right
+    return v_left * (1 - frac) + v_right * frac
+
+
+def paper_grid_sample_warp(spectra: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The paper's warp: affine_grid + grid_sample of the spectrum as a 1 x L image, theta =
+    [[1, 0, t], [0, 1, 0]] in normalised coordinates (align_corners=False, zero padding)."""
+    n, length = spectra.shape
+    theta = torch.zeros(n, 2, 3, dtype=spectra.dtype, device=spectra.device)
+    theta[:, 0, 0] = 1
+    theta[:, 1, 1] = 1
+    theta[:, 0, 2] = t
+    grid = F.affine_grid(theta, [n, 1, 1, length], align_corners=False)
+    return F.grid_sample(spectra[:, None, None, :], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
+        :, 0, 0, :
+    ]
+
+
+def normalised_to_samples(t: torch.Tensor, length: int = GRID_SIZE) -> torch.Tensor:
+    """A translation in grid_sample's normalised coordinates as a shift in samples."""
+    return t * length / 2
+
+
+class Backbone(nn.Sequential):
+    """Appendix A classifier: in -> 256 -> 128 -> 32 with BatchNorm, LeakyReLU(0.01), Dropout 0.1."""
+
+    def __init__(self, n_in: int = GRID_SIZE):
+        super().__init__(
+            nn.Linear(n_in, 256),
+            nn.BatchNorm1d(256),
+            nn.LeakyReLU(0.01),
+            nn.Dropout(0.1),
+            nn.Linear(256, 128),
+            nn.BatchNorm1d(128),
+            nn.LeakyReLU(0.01),
+            nn.Dropout(0.1),
+            nn.Linear(128, NUM_LABELS),
+        )
+
+
+class MLP(nn.Module):
+    """Appendix A MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.classifier = Backbone()
+
+    def forward(self, spectra):
+        x = normalise(spectra)
+        return self.classifier(x), x.new_zeros(x.shape[0])
+
+
+class CNN(nn.Module):
+    """Appendix A CNN: Conv1d(1 -> 16, kernel 35) + BN + LeakyReLU, flattened into the MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv1d(1, 16, 35, padding=17), nn.BatchNorm1d(16), nn.LeakyReLU(0.01))
+        self.classifier = Backbone(16 * GRID_SIZE)
+
+    def forward(self, spectra):
+        x = normalise(spectra)
+        return self.classifier(self.features(x[:, None, :]).flatten(1)), x.new_zeros(x.shape[0])
+
+
+class PaperSTN(nn.Module):
+    """Appendix A STN: MLP localisation net (6601 -> 64 -> 32 -> 1, last layer zero) giving a
+    translation t in normalised coordinates; warp; the MLP. `grid_sample=True` uses the
+    paper's 2D affine_grid/grid_sample (for the speed comparison), else the 1D warp."""
+
+    def __init__(self, grid_sample: bool = False):
+        super().__init__()
+        self.localisation = nn.Sequential(
+            nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
+        )
+        nn.init.zeros_(self.localisation[-1].weight)
+        nn.init.zeros_(self.localisation[-1].bias)
+        self.classifier = Backbone()
+        self.grid_sample = grid_sample
+
+    def forward(self, spectra):
+        x = normalise(spectra)
+        t = self.localisation(x)[:, 0]
+        aligned = paper_grid_sample_warp(x, t) if self.grid_sample else shift_warp(x, normalised_to_samples(t))
+        # t lives in an arbitrary internal frame: no calibrated shift to report
+        return self.classifier(aligned), torch.zeros_like(t)
+
+
+class ShiftSTN(nn.Module):
+    """xpstream's STN: the localisation net predicts the charging shift in eV and is trained
+    against the known synthetic shift, so shift_ev is calibrated and the spectrum is aligned to
+    the library's energy scale before the Appendix A classifier.
+
+    localisation="conv": average-pool by 2, two strided convolutions, then 64 -> 1 (default);
+    localisation="mlp": the paper's MLP localisation net on the full grid (ablation).
+    """
+
+    def __init__(self, localisation: str = "conv"):
+        super().__init__()
+        if localisation == "conv":
+            self.localisation = nn.Sequential(
+                nn.AvgPool1d(2),  # 6601 -> 3300
+                nn.Conv1d(1, 8, 9, stride=2, padding=4),  # -> 1650
+                nn.ReLU(),
+                nn.Conv1d(8, 16, 9, stride=4, padding=4),  # -> 413
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(16 * 413, 64),
+                nn.ReLU(),
+                nn.Linear(64, 1),
+            )
+        elif localisation == "mlp":
+            self.localisation = nn.Sequential(
+                nn.Flatten(), nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
+            )
+        else:
+            raise ValueError(f"localisation must be 'conv' or 'mlp', got {localisation!r}")
+        self.classifier = Backbone()
+
+    def forward(self, spectra):
+        x = normalise(spectra)
+        # unit-area spectra have values ~1e-2; scale to O(1) for the localisation net
+        shift_ev = self.localisation(x[:, None, :] * 100.0)[:, 0]
+        aligned = shift_warp(x, shift_ev / GRID_STEP_EV)
+        return self.classifier(aligned), shift_ev
+
+
+MODELS = {
+    "mlp": MLP,
+    "cnn": CNN,
+    "stn": PaperSTN,
+    "stn-shift": ShiftSTN,
+    "stn-shift-mlploc": lambda: ShiftSTN(localisation="mlp"),
+}
+
+
+def build_model(name: str) -> nn.Module:
+    """A fresh model by name (see MODELS)."""
+    try:
+        return MODELS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}") from None

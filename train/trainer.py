@@ -1,0 +1,215 @@
+"""Training: fresh synthetic mixtures every epoch, AdamW + one-cycle schedule, BCE (+ shift loss),
+early stopping on validation exact match with a real copy of the best weights, checkpoints and
+resume. CPU by default, CUDA when present.
+
+A run directory holds `config.json`, `checkpoint.pt` (latest, for --resume), `best.pt` (best
+weights, tuned thresholds, history) and `history.json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from xpstream.contract import NUM_LABELS
+from xpstream.train.library import load_library
+from xpstream.train.metrics import exact_match, tune_thresholds
+from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
+from xpstream.train.models import build_model
+
+VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data
+
+
+@dataclass
+class TrainConfig:
+    model: str = "stn-shift"
+    out: str = "runs/stn-shift"
+    mixtures: MixtureSettings = field(default_factory=lambda: MixtureSettings(max_shift_ev=5.0))
+    train_size: int = 100_000  # fresh spectra per epoch
+    val_size: int = 10_000
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    shift_loss_weight: float = 1.0  # on SmoothL1(shift_ev), for models that report a shift
+    label_weighting: bool = False  # BCE pos_weight from label frequencies
+    patience: int = 6
+    seed: int = 0
+    device: str = "auto"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        data["mixtures"] = MixtureSettings(**{**data["mixtures"], "polymers": tuple(data["mixtures"]["polymers"])})
+        return cls(**data)
+
+
+def reports_shift(model_name: str) -> bool:
+    return model_name.startswith("stn-shift")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_tensors(batch: Batch, device):
+    return (
+        torch.from_numpy(batch.spectra).to(device),
+        torch.from_numpy(batch.labels.astype(np.float32)).to(device),
+        torch.from_numpy(batch.shift_ev).to(device),
+    )
+
+
+@torch.no_grad()
+def predict(model, spectra: np.ndarray, device=None, batch_size: int = 1024):
+    """Probabilities (N, 32) and shift_ev (N,) as numpy arrays, model in eval mode."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    probs, shifts = [], []
+    for start in range(0, len(spectra), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(spectra[start : start + batch_size])).to(device)
+        logits, shift = model(x)
+        probs.append(torch.sigmoid(logits).cpu().numpy())
+        shifts.append(shift.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(shifts)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train one model; returns the best checkpoint's contents (also saved as best.pt)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    library = load_library()
+    train_gen = MixtureGenerator(library, config.mixtures, seed=config.seed)
+    val = MixtureGenerator(library, config.mixtures, seed=config.seed + VALIDATION_SEED_OFFSET).generate(
+        config.val_size
+    )
+    model = build_model(config.model).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(config.train_size / config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    pos_weight = None
+    if config.label_weighting:
+        freq = val.labels.mean(axis=0).clip(1e-3, 1 - 1e-3)
+        pos_weight = torch.tensor(np.sqrt((1 - freq) / freq), dtype=torch.float32, device=device)
+    state = {"epoch": -1, "best_metric": -1.0, "best_epoch": -1, "history": [], "best_model": None, "stopped": False}
+    if resume and (out / "checkpoint.pt").exists():
+        saved = json.loads((out / "config.json").read_text())
+        differ = sorted(
+            k for k, v in config.to_json().items() if k != "out" and json.dumps(saved.get(k)) != json.dumps(v)
+        )
+        if differ:
+            raise ValueError(f"cannot resume {out}: settings differ from the interrupted run: {', '.join(differ)}")
+        ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        schedule.load_state_dict(ckpt["schedule"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = ckpt["state"]
+    (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
+    with_shift = reports_shift(config.model)
+
+    for epoch in range(state["epoch"] + 1, config.epochs if not state.get("stopped") else 0):
+        train_gen.new_epoch(epoch)
+        model.train()
+        bar = tqdm(total=config.train_size, desc=f"epoch {epoch}", unit="sp", disable=not progress, leave=False)
+        losses, hits, seen = [], 0, 0
+        for chunk in train_gen.iter_chunks(config.train_size, chunk=config.batch_size * 16, workers=1):
+            x_all, y_all, s_all = to_tensors(chunk, device)
+            for start in range(0, len(x_all), config.batch_size):
+                x, y, s = (t[start : start + config.batch_size] for t in (x_all, y_all, s_all))
+                logits, shift = model(x)
+                loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+                if with_shift:
+                    loss = loss + config.shift_loss_weight * F.smooth_l1_loss(shift, s, beta=0.1)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimiser.step()
+                schedule.step()
+                losses.append(loss.item())
+                hits += int(((logits > 0) == (y > 0.5)).all(dim=1).sum())
+                seen += len(x)
+                bar.update(len(x))
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{hits / seen:.3f}")
+        bar.close()
+        probs, shift_pred = predict(model, val.spectra, device)
+        metric = exact_match(val.labels, probs >= 0.5)
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "train_exact_match": hits / seen,
+            "val_exact_match": metric,
+            "val_shift_mae_ev": float(np.mean(np.abs(shift_pred - val.shift_ev))) if with_shift else None,
+            "lr": schedule.get_last_lr()[0],
+        }
+        state["history"].append(record)
+        if progress:
+            print(json.dumps(record))
+        if metric > state["best_metric"]:
+            state.update(best_metric=metric, best_epoch=epoch, best_model=copy.deepcopy(model.state_dict()))
+        state["epoch"] = epoch
+        state["stopped"] = epoch - state["best_epoch"] >= config.patience
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "state": state,
+            },
+            out / "checkpoint.pt",
+        )
+        (out / "history.json").write_text(json.dumps(state["history"], indent=1))
+        if state["stopped"]:
+            break
+
+    model.load_state_dict(state["best_model"])
+    probs, shift_pred = predict(model, val.spectra, device)
+    thresholds = tune_thresholds(val.labels, probs)
+    best = {
+        "model_name": config.model,
+        "model": state["best_model"],
+        "config": config.to_json(),
+        "thresholds": thresholds.tolist(),
+        "history": state["history"],
+        "best_epoch": state["best_epoch"],
+        "val_exact_match": state["best_metric"],
+        "val_exact_match_tuned": exact_match(val.labels, probs >= thresholds),
+    }
+    save_atomic(best, out / "best.pt")
+    return best
+
+
+def load_trained(path: str | Path, device="cpu"):
+    """(model in eval mode, thresholds (32,), best.pt contents) from a best.pt file."""
+    best = torch.load(path, map_location=device, weights_only=False)
+    model = build_model(best["model_name"]).to(device)
+    model.load_state_dict(best["model"])
+    model.eval()
+    thresholds = np.asarray(best.get("thresholds", [0.5] * NUM_LABELS), dtype=np.float32)
+    return model, thresholds, best

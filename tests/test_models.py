@@ -44,7 +44,7 @@ def test_warp_aligns_integer_shifts_exactly_and_zero_fills():
     assert shift_warp(torch.ones(1, GRID_SIZE), torch.tensor([10.0]))[0, -10:].sum() == 0
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "stn", "stn-shift", "stn-shift-mlploc"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "stn", "stn-shift", "stn-shift-convloc", "stn-shift-linear"])
 def test_models_output_logits_and_shift_for_any_scale(library, name):
     model = build_model(name).eval()
     x = torch.from_numpy(spectra_batch(library, n=4).spectra)

@@ -80,3 +80,58 @@ def bench_generator(n: int = 65536, chunk: int = 1024, json_path: str | None = N
         with open(json_path, "w") as fh:
             json.dump({"floor_per_s": FLOOR_PER_S, "fft_ceiling_per_s": round(ceiling), "rows": rows}, fh, indent=1)
     return rows
+
+
+def _onnx_rate(path, batch: int, threads: int, seconds: float = 1.5) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((batch, 6601), dtype=np.float32)
+    feed = {session.get_inputs()[0].name: x}
+    session.run(None, feed)
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, feed)
+        runs += 1
+    return runs * batch / (time.perf_counter() - start)
+
+
+def bench_models(model_path: str, batches=(1, 16, 64, 256, 1024), threads: int = 2, json_path: str | None = None):
+    """Model-only onnxruntime CPU throughput: the shipped model against the paper-style STN
+    (affine_grid + grid_sample, opset 20) and a plain MLP of the same layer sizes (the
+    matrix-multiply ceiling), all exported here and timed in this run."""
+    import tempfile
+    from pathlib import Path
+
+    from xpstream.contract import ModelMetadata
+    from xpstream.train.export import export_onnx
+    from xpstream.train.models import PaperSTN, build_model
+
+    tmp = Path(tempfile.mkdtemp())
+    graphs = {
+        "shipped": Path(model_path),
+        "paper STN (GridSample)": export_onnx(PaperSTN(grid_sample=True), ModelMetadata("p", "0"), tmp / "p.onnx", 20),
+        "plain MLP (ceiling)": export_onnx(build_model("mlp"), ModelMetadata("m", "0"), tmp / "m.onnx"),
+    }
+    rows = []
+    for batch in batches:
+        rates = {name: _onnx_rate(path, batch, threads) for name, path in graphs.items()}
+        rows.append({"batch": batch, **{k: round(v) for k, v in rates.items()}})
+    best = {name: max(r[name] for r in rows) for name in graphs}
+    print(f"onnxruntime CPU, {threads} threads, spectra/s")
+    print(f"{'batch':>6s} " + " ".join(f"{name:>24s}" for name in graphs))
+    for r in rows:
+        print(f"{r['batch']:6d} " + " ".join(f"{r[name]:24,d}" for name in graphs))
+    ratios = {
+        "shipped / paper STN": best["shipped"] / best["paper STN (GridSample)"],
+        "shipped / plain MLP": best["shipped"] / best["plain MLP (ceiling)"],
+    }
+    print(f"{'best':>6s} " + " ".join(f"{best[name]:24,d}" for name in graphs))
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"threads": threads, "rows": rows, "best": best, "ratios": ratios}, fh, indent=1)
+    return rows, ratios

@@ -36,7 +36,10 @@ def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator)
     """All metrics of one model on one test batch."""
     probs, shift = predict(model, batch.spectra)
     predicted = probs >= thresholds[None, :]
-    out = metrics.summary(batch.labels, probs, thresholds, batch.shift_ev, shift)
+    if isinstance(model, ShiftSTN):
+        out = metrics.summary(batch.labels, probs, thresholds, batch.shift_ev, shift)
+    else:  # no calibrated shift to score
+        out = metrics.summary(batch.labels, probs, thresholds)
     out["per_label"] = metrics.per_label(batch.labels, predicted)
     out["detection_by_fraction"] = metrics.detection_by_fraction(
         predicted, batch.components, batch.weights, generator.polymer_labels

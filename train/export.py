@@ -39,6 +39,7 @@ def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, ops
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # we choose the TorchScript exporter
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper,
             (torch.rand(2, GRID_SIZE),),

@@ -105,14 +105,13 @@ def cmd_compare(args) -> None:
     print(format_comparison(compare_with_measured(_load_library(args), args.polymer, args.file, args.level)))
 
 
-def cmd_train(args) -> None:
-    from xpstream.train.trainer import TrainConfig, train
+def _train_config(args):
+    from xpstream.train.trainer import TrainConfig
 
-    library = _load_library(args)
-    config = TrainConfig(
+    return TrainConfig(
         model=args.model,
         out=str(args.out or Path("runs") / f"{args.model}-{args.max_shift:g}ev"),
-        mixtures=_generator(args, library).settings,
+        mixtures=_generator(args, _load_library(args)).settings,
         train_size=args.train_size,
         val_size=args.val_size,
         epochs=args.epochs,
@@ -125,11 +124,29 @@ def cmd_train(args) -> None:
         seed=args.seed,
         device=args.device,
     )
+
+
+def cmd_train(args) -> None:
+    from xpstream.train.trainer import train
+
+    config = _train_config(args)
     best = train(config, resume=args.resume)
     print(
         f"best epoch {best['best_epoch']}: validation exact match {best['val_exact_match']:.4f} "
         f"(tuned thresholds {best['val_exact_match_tuned']:.4f}); saved {config.out}/best.pt"
     )
+
+
+def cmd_sweep(args) -> None:
+    from xpstream.train.sweep import ablate, sweep
+
+    base = _train_config(args)
+    if args.ablations:
+        ablate(base, args.test_size, args.out)
+        print((Path(args.out) / "ablation.md").read_text())
+    else:
+        sweep(args.models, args.shifts, base, args.test_size, args.out)
+        print((Path(args.out) / "sweep.md").read_text())
 
 
 def cmd_export(args) -> None:
@@ -163,10 +180,76 @@ def cmd_evaluate(args) -> None:
     print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
 
 
-def cmd_bench(args) -> None:
-    from xpstream.train.bench import bench_generator
+def cmd_predict(args) -> None:
+    """Parse, preprocess and classify files; one line (or JSON object) per file."""
+    from xpstream.contract import Prediction
+    from xpstream.daemon.infer import load_model
+    from xpstream.daemon.parse import parse_file
+    from xpstream.daemon.preprocess import regions_to_grid
+    from xpstream.models import default_model_path
 
-    bench_generator(n=args.n, chunk=args.chunk, json_path=args.json)
+    model = load_model(args.model or default_model_path())
+    meta = model.metadata
+    failed = 0
+    for path in args.files:
+        try:
+            parsed = parse_file(path)
+            spectrum = regions_to_grid(parsed.regions)[None, :]
+        except (ValueError, OSError) as err:
+            failed += 1
+            print(f"{path}: error: {err}", file=sys.stderr)
+            continue
+        probs, shift = model.run(spectrum)
+        pred = Prediction.from_outputs(str(path), probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "source": pred.source,
+                        "labels": pred.present,
+                        "probabilities": pred.probabilities,
+                        "shift_ev": pred.shift_ev,
+                        "model": f"{pred.model_id} {pred.model_version}",
+                        "regions": [r.name for r in parsed.regions],
+                        "skipped": parsed.skipped,
+                    }
+                )
+            )
+        else:
+            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:5]
+            print(f"{path}: shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.present) or '(none)'}")
+            print(
+                "    top: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in top)
+                + f"; regions: {[r.name for r in parsed.regions]}"
+            )
+    if failed:
+        raise SystemExit(1)
+
+
+def cmd_bench(args) -> None:
+    from xpstream.train import bench
+
+    if args.what == "generator":
+        bench.bench_generator(n=args.n, chunk=args.chunk, json_path=args.json)
+    else:
+        bench.bench_models(args.model, threads=args.threads, json_path=args.json)
+
+
+def _training_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--train-size", type=int, default=100_000, help="fresh spectra per epoch")
+    g.add_argument("--val-size", type=int, default=10_000)
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--shift-loss-weight", type=float, default=1.0)
+    g.add_argument("--label-weighting", action="store_true", help="BCE pos_weight from label frequencies")
+    g.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    _mixture_args(p)
+    _library_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,22 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train a model on fresh synthetic mixtures (needs the [train] extra)")
-    p.add_argument("--model", default="stn-shift", help="mlp, cnn, stn (paper), stn-shift (default), stn-shift-mlploc")
+    p.add_argument(
+        "--model",
+        default="stn-shift",
+        help="mlp, cnn, stn (paper), stn-shift (default), stn-shift-convloc, stn-shift-linear",
+    )
     p.add_argument("--out", type=Path, help="run directory (default runs/MODEL-SHIFTev)")
-    p.add_argument("--train-size", type=int, default=100_000, help="fresh spectra per epoch")
-    p.add_argument("--val-size", type=int, default=10_000)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--shift-loss-weight", type=float, default=1.0)
-    p.add_argument("--label-weighting", action="store_true", help="BCE pos_weight from label frequencies")
-    p.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
-    _mixture_args(p)
-    _library_args(p)
+    _training_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="the paper's accuracy-vs-shift comparison, or the ablations")
+    p.add_argument("--models", nargs="+", default=["mlp", "cnn", "stn", "stn-shift"])
+    p.add_argument("--shifts", nargs="+", type=float, default=[0, 1, 2, 3, 4, 5])
+    p.add_argument("--ablations", action="store_true", help="train and score the ablation rows at --max-shift")
+    p.add_argument("--test-size", type=int, default=10_000)
+    p.add_argument("--out", type=Path, default=Path("reports/sweep"))
+    p.set_defaults(func=cmd_sweep, model="stn-shift")
+    _training_args(p)
 
     p = sub.add_parser("export", help="export a trained model (best.pt) to ONNX with contract metadata")
     p.add_argument("checkpoint", help="RUN/best.pt")
@@ -235,7 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/evaluate"))
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("bench", help="benchmark the synthetic generator (spectra/s)")
+    p = sub.add_parser("predict", help="classify instrument files with a model (default: the shipped one)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--model", help="ONNX model (default: models/xpstream-stn.onnx)")
+    p.add_argument("--json", action="store_true", help="one JSON object per spectrum")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="benchmarks: generator spectra/s, or model-only onnxruntime speed")
+    p.add_argument("what", choices=["generator", "models"], nargs="?", default="generator")
+    p.add_argument("--model", default="models/xpstream-stn.onnx", help="exported model to time (models)")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (models)")
     p.add_argument("--n", type=int, default=65536)
     p.add_argument("--chunk", type=int, default=1024)
     p.add_argument("--json", help="also write the results to this JSON file")

@@ -57,6 +57,11 @@ def test_real_files_parse_or_are_refused_with_a_reason(tmp_path):
     assert len(pet.regions) == 1 and pet.regions[0].binding_energy_ev[0] == pytest.approx(279.3, abs=0.01)
     x = regions_to_grid(pet.regions)
     assert x.sum() == pytest.approx(1.0) and (x[(GRID < 279) | (GRID > 299.5)] == 0).all()
+    pbttt = parse_file(REALXPS / "pynx_PBTTT_specs.xml")  # SPECS XML via pynxtools-xps
+    assert [r.name for r in pbttt.regions] == ["2_C1s", "3_S_2p"]
+    assert pbttt.skipped == ["1_Survey: survey (-0-701 eV)"]
+    c1s = pbttt.regions[0]
+    assert 280 < c1s.binding_energy_ev[0] < c1s.binding_energy_ev[-1] < 292
     with pytest.raises(ParseError, match="no core-level region.*survey"):
         parse_file(REALXPS / "lg4x_ITO_survey_kinetic.csv")
     for content, message in [

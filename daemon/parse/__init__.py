@@ -38,12 +38,14 @@ def classify(region: Region) -> str | None:
 
 def parse_file(path: str | Path) -> ParsedFile:
     """Read an instrument file into its core-level regions."""
-    from xpstream.daemon.parse import text
+    from xpstream.daemon.parse import text, vendor
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in text.SUFFIXES:
         regions = text.read_two_column(path)
+    elif suffix in vendor.SUFFIXES:
+        regions = vendor.read_vendor_file(path)
     else:
         raise ParseError(f"{path.name}: unsupported file type {suffix!r}")
     kept, skipped = [], []

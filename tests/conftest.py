@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,6 +16,14 @@ def library():
     from xpstream.train.library import load_library
 
     return load_library()
+
+
+def draw(library, n=512, seed=0, **settings):
+    """(generator, batch) of n mixtures with the given MixtureSettings fields."""
+    from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+
+    generator = MixtureGenerator(library, MixtureSettings(**settings), seed=seed)
+    return generator, generator.batch(n, np.random.default_rng(seed))
 
 
 def run_cli(*args, check=True, timeout=300):

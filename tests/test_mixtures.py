@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests.conftest import draw
 from tests.test_simulate import GRID, direct_voigt, peak_position
 from xpstream.contract import LABEL_NAMES
 from xpstream.train.mixtures import (
@@ -12,11 +13,6 @@ from xpstream.train.mixtures import (
     SettingsError,
 )
 from xpstream.train.simulate import ZERO_BELOW, polymer_lines
-
-
-def draw(library, n=512, seed=0, **settings):
-    gen = MixtureGenerator(library, MixtureSettings(**settings), seed=seed)
-    return gen, gen.batch(n, np.random.default_rng(seed))
 
 
 def test_protocol_components_weights_labels(library):

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import draw, run_cli
 from xpstream.contract import GRID_SIZE, ContractError, ModelMetadata
 from xpstream.daemon.infer import load_model
 from xpstream.train.export import export_onnx
@@ -21,8 +21,7 @@ from xpstream.train.models import (
 
 
 def spectra_batch(library, n=64, seed=0, **settings):
-    gen = MixtureGenerator(library, MixtureSettings(**settings), seed=seed)
-    return gen.batch(n, np.random.default_rng(seed))
+    return draw(library, n, seed, **settings)[1]
 
 
 def test_1d_warp_equals_grid_sample(library):

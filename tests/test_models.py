@@ -201,3 +201,32 @@ def test_export_and_evaluate_commands(tiny_run, tmp_path):
     assert 0 <= entry["exact_match"] <= 1 and len(entry["per_label"]) == 32
     for png in ("sensitivity.png", f"alignment-{tiny_run.name}.png"):
         assert (tmp_path / "ev" / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_sweep_and_ablation_commands_write_their_tables(tmp_path):
+    tiny = [
+        "--polymers",
+        "PMMA",
+        "PS",
+        "--components",
+        1,
+        2,
+        "--train-size",
+        256,
+        "--val-size",
+        128,
+        "--epochs",
+        1,
+        "--test-size",
+        128,
+        "--out",
+        tmp_path,
+    ]
+    run_cli("sweep", "--models", "mlp", "stn-shift", "--shifts", 0, 2, *tiny, timeout=600)
+    table = json.loads((tmp_path / "sweep.json").read_text())["results"]
+    assert set(table) == {"mlp", "stn-shift"} and set(table["mlp"]) == {"0.0", "2.0"}
+    assert "shift_mae_ev" in table["stn-shift"]["2.0"] and "shift_mae_ev" not in table["mlp"]["2.0"]
+    assert (tmp_path / "accuracy_vs_shift.png").read_bytes().startswith(b"\x89PNG")
+    run_cli("sweep", "--ablations", "--max-shift", 2, *tiny, timeout=600)
+    rows = (tmp_path / "ablation.md").read_text().splitlines()
+    assert len(rows) == 4 + 6  # caption, blank, header, rule + one row per ablation

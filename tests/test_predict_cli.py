@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import REALXPS, run_cli
 from xpstream.contract import LABEL_NAMES, energy_grid
@@ -17,22 +18,19 @@ def test_shipped_model_loads_under_the_contract():
     assert model.metadata.training_data["generator"]["max_shift_ev"] == 5.0
 
 
-def test_predict_json_on_a_real_file_and_a_bad_one(tmp_path, library):
+def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):
+    """Polystyrene shows only C 1s: its simulated region, charged by +1.5 eV and written as a
+    region file, is recognised and the charge measured; a bad file fails alone."""
     from xpstream.train.simulate import base_spectrum
 
     grid = energy_grid()
-    spectrum = base_spectrum(library, library.polymer("PTFE"))
-    rows = []
-    for lo, hi in ((278, 300), (678, 698)):  # C 1s and F 1s regions, shifted by +1.5 eV
-        keep = (grid >= lo) & (grid <= hi)
-        rows.append((grid[keep] + 1.5, spectrum[keep]))
-    for i, (be, y) in enumerate(rows):
-        (tmp_path / f"ptfe{i}.csv").write_text(
-            "BE/eV,PTFE\n" + "\n".join(f"{e:.2f},{1e5 * v + 10:.4f}" for e, v in zip(be, y, strict=True))
-        )
+    spectrum = base_spectrum(library, library.polymer("PS"))
+    keep = (grid >= 278) & (grid <= 300)
+    rows = [f"{e + 1.5:.2f},{1e5 * v + 10:.4f}" for e, v in zip(grid[keep], spectrum[keep], strict=True)]
+    (tmp_path / "ps.csv").write_text("BE/eV,PS C 1s\n" + "\n".join(rows))
     bad = tmp_path / "bad.csv"
     bad.write_text("BE/eV,x\n1,2\n")
-    proc = run_cli("predict", REALXPS / "lg4x_PET_C1s.csv", bad, tmp_path / "ptfe1.csv", "--json", check=False)
+    proc = run_cli("predict", REALXPS / "lg4x_PET_C1s.csv", bad, tmp_path / "ps.csv", "--json", check=False)
     assert proc.returncode == 1 and "bad.csv: error:" in proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 2
@@ -40,6 +38,9 @@ def test_predict_json_on_a_real_file_and_a_bad_one(tmp_path, library):
         assert set(record) >= {"source", "labels", "probabilities", "shift_ev", "model"}
         assert set(record["probabilities"]) == set(LABEL_NAMES)
         assert all(0.0 <= p <= 1.0 for p in record["probabilities"].values())
-    ptfe = records[1]
-    assert "alkyl_halide_f" in ptfe["labels"]
-    assert np.isfinite(ptfe["shift_ev"])
+        assert np.isfinite(record["shift_ev"])
+    ps = records[1]
+    # (the shipped model has never seen a C 1s-only acquisition and may add groups whose other
+    # regions are missing; issue 9 teaches it what was measured)
+    assert {"benzene_ring", "alkane"} <= set(ps["labels"])
+    assert ps["shift_ev"] == pytest.approx(1.5, abs=0.2)

@@ -1,0 +1,70 @@
+"""Micro-batching with a bounded queue and an explicit overload policy (real threads)."""
+
+import threading
+
+import pytest
+
+from xpstream.daemon.batcher import BLOCK, DROP_OLDEST, Closed, MicroBatcher
+
+
+def test_full_batches_come_at_once_and_a_partial_one_after_the_wait():
+    b = MicroBatcher(max_batch=4, max_wait_s=0.05, capacity=16)
+    for i in range(6):
+        b.put(i)
+    assert b.get_batch(timeout=5) == [0, 1, 2, 3]
+    assert b.get_batch(timeout=5) == [4, 5]  # returned after max_wait with what there is
+    assert b.get_batch(timeout=0.01) == []
+
+
+def test_items_arriving_within_the_wait_join_the_batch():
+    b = MicroBatcher(max_batch=3, max_wait_s=2.0, capacity=8)
+    b.put("a")
+    timer = threading.Timer(0.05, lambda: (b.put("b"), b.put("c")))
+    timer.start()
+    assert b.get_batch(timeout=5) == ["a", "b", "c"]  # full before the 2 s wait ran out
+    timer.join()
+
+
+def test_drop_oldest_counts_every_drop_and_keeps_the_newest():
+    dropped = []
+    b = MicroBatcher(max_batch=2, max_wait_s=0, capacity=3, on_drop=dropped.append)
+    for i in range(10):
+        assert b.put(i, policy=DROP_OLDEST)
+    assert dropped == [0, 1, 2, 3, 4, 5, 6]
+    assert len(b) == 3
+    assert b.get_batch(timeout=1) + b.get_batch(timeout=1) == [7, 8, 9]
+
+
+def test_block_policy_applies_back_pressure_and_loses_nothing():
+    b = MicroBatcher(max_batch=2, max_wait_s=0, capacity=2)
+    assert b.put(1) and b.put(2)
+    assert b.put(3, policy=BLOCK, timeout=0.05) is False  # full: the producer waits
+    done = threading.Event()
+
+    def producer():
+        for i in range(3, 8):
+            b.put(i, policy=BLOCK, timeout=10)
+        done.set()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    taken = []
+    while len(taken) < 7:
+        taken += b.get_batch(timeout=10)
+    thread.join(timeout=10)
+    assert done.is_set() and taken == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_close_drains_then_refuses():
+    b = MicroBatcher(max_batch=4, max_wait_s=10, capacity=4)
+    b.put("x")
+    b.close()
+    assert b.get_batch(timeout=5) == ["x"]  # no 10 s wait once closed
+    assert b.get_batch(timeout=5) == []
+    with pytest.raises(Closed):
+        b.put("y")
+
+
+def test_invalid_sizes_are_refused():
+    with pytest.raises(ValueError):
+        MicroBatcher(max_batch=8, max_wait_s=0.01, capacity=4)

@@ -227,6 +227,79 @@ def cmd_predict(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_serve(args) -> None:
+    import logging
+
+    from xpstream.daemon.config import load_config
+    from xpstream.daemon.service import JsonFormatter, Service
+    from xpstream.models import default_model_path
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    overrides = {
+        key: value
+        for key, value in {
+            "model.path": args.model,
+            "watch.folders": [] if args.no_watch else args.watch,
+            "watch.polling": True if args.polling else None,
+            "watch.stable_s": args.stable_s,
+            "watch.done_dir": args.done_dir,
+            "watch.failed_dir": args.failed_dir,
+            "zmq.pull": args.pull,
+            "zmq.sub": args.sub,
+            "zmq.pub": args.pub,
+            "batch.max_batch": args.max_batch,
+            "batch.max_wait_ms": args.max_wait_ms,
+            "batch.capacity": args.capacity,
+            "metrics.address": args.metrics,
+            "state.journal": args.journal,
+        }.items()
+        if value is not None
+    }
+    config = load_config(args.config, overrides)
+    model_path = Path(config.model.path).expanduser() if config.model.path else Path(str(default_model_path()))
+    Service(config, model_path).run()
+
+
+def cmd_subscribe(args) -> None:
+    """The example client a robot would run: print predictions (and errors) as they arrive."""
+    import time
+
+    import msgpack
+    import zmq
+
+    context = zmq.Context()
+    socket = context.socket(zmq.SUB)
+    for topic in args.topics:
+        socket.setsockopt_string(zmq.SUBSCRIBE, topic)
+    socket.connect(args.endpoint)
+    received = 0
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    try:
+        while args.count is None or received < args.count:
+            wait_ms = 1000 if deadline is None else max(0, int(1000 * (deadline - time.monotonic())))
+            if deadline is not None and wait_ms == 0:
+                raise SystemExit(f"timed out after {received} messages")
+            if not socket.poll(min(wait_ms, 1000)):
+                continue
+            topic, payload = socket.recv_multipart()
+            body = msgpack.unpackb(payload, raw=False)
+            received += 1
+            if args.json:
+                print(json.dumps({"topic": topic.decode(), **body}), flush=True)
+            elif topic.endswith(b"/error"):
+                print(f"{topic.decode()} {body.get('id')} {body['reason']}: {body['message']}", flush=True)
+            else:
+                print(
+                    f"{topic.decode()} {body['id']}: shift {body['shift_ev']:+.2f} eV, {', '.join(body['labels'])}",
+                    flush=True,
+                )
+    finally:
+        socket.close(linger=0)
+        context.term()
+
+
 def cmd_bench(args) -> None:
     from xpstream.train import bench
 
@@ -325,6 +398,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="ONNX model (default: models/xpstream-stn.onnx)")
     p.add_argument("--json", action="store_true", help="one JSON object per spectrum")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="run the daemon (default: watch ~/xpstream/incoming, serve the shipped model)")
+    p.add_argument("--config", type=Path, help="TOML configuration (keys in the README)")
+    p.add_argument("--model", help="ONNX model file")
+    p.add_argument("--watch", action="append", help="folder to watch (repeatable)")
+    p.add_argument("--no-watch", action="store_true", help="watch no folder")
+    p.add_argument("--polling", action="store_true", help="polling observer (network shares)")
+    p.add_argument("--stable-s", type=float, help="seconds a file size must stay unchanged")
+    p.add_argument("--done-dir", help="move processed files here")
+    p.add_argument("--failed-dir", help="move refused files here")
+    p.add_argument("--pull", action="append", help="ZeroMQ endpoint to bind a PULL socket on (repeatable)")
+    p.add_argument("--sub", action="append", help="ZeroMQ endpoint to connect a SUB socket to (repeatable)")
+    p.add_argument("--pub", help="ZeroMQ endpoint to publish predictions on")
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--max-wait-ms", type=float)
+    p.add_argument("--capacity", type=int, help="queued spectra before the overload policy applies")
+    p.add_argument("--metrics", help="HOST:PORT of /metrics and /healthz ('' = off)")
+    p.add_argument("--journal", help="SQLite journal of processed files")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("subscribe", help="print predictions published by a daemon (example robot client)")
+    p.add_argument("endpoint", nargs="?", default="tcp://127.0.0.1:5556")
+    p.add_argument("--topics", nargs="+", default=["xps/"], help="topic prefixes, e.g. xps/esca1/prediction")
+    p.add_argument("--count", type=int, help="exit after this many messages")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_subscribe)
 
     p = sub.add_parser("bench", help="benchmarks: generator spectra/s, or model-only onnxruntime speed")
     p.add_argument("what", choices=["generator", "models"], nargs="?", default="generator")

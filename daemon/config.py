@@ -1,0 +1,161 @@
+"""Daemon configuration: a TOML file, validated with errors that name the key, and CLI overrides.
+
+Every key and its default (an empty file is a valid configuration):
+
+    [model]
+    path = ""                 # ONNX model; "" = the shipped models/xpstream-stn.onnx
+    threads = 0               # onnxruntime intra-op threads; 0 = onnxruntime's choice
+
+    [watch]
+    folders = ["~/xpstream/incoming"]   # [] = no folder watching
+    patterns = ["*.csv", "*.dat", "*.tsv", "*.xml"]
+    recursive = true
+    polling = false           # polling observer, for network shares without inotify
+    stable_s = 1.0            # a file is complete when its size stayed the same this long
+    done_dir = ""             # move processed files here ("" = leave them)
+    failed_dir = ""           # move files that failed here ("" = leave them)
+
+    [zmq]
+    pull = []                 # endpoints to bind PULL sockets on (back-pressure when full)
+    sub = []                  # endpoints to connect SUB sockets to (drop-oldest when full)
+    sub_topics = [""]         # SUB topic prefixes
+    pub = "tcp://127.0.0.1:5556"        # predictions and errors are published here
+    max_message_bytes = 16777216
+
+    [batch]
+    max_batch = 64
+    max_wait_ms = 5.0
+    capacity = 1024           # queued spectra before the overload policy applies
+
+    [metrics]
+    address = "127.0.0.1:9310"          # Prometheus /metrics and /healthz; "" = off
+
+    [state]
+    journal = "~/.local/state/xpstream/journal.sqlite"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    threads: int = 0
+
+
+@dataclass
+class WatchConfig:
+    folders: list[str] = field(default_factory=lambda: ["~/xpstream/incoming"])
+    patterns: list[str] = field(default_factory=lambda: ["*.csv", "*.dat", "*.tsv", "*.xml"])
+    recursive: bool = True
+    polling: bool = False
+    stable_s: float = 1.0
+    done_dir: str = ""
+    failed_dir: str = ""
+
+
+@dataclass
+class ZmqConfig:
+    pull: list[str] = field(default_factory=list)
+    sub: list[str] = field(default_factory=list)
+    sub_topics: list[str] = field(default_factory=lambda: [""])
+    pub: str = "tcp://127.0.0.1:5556"
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass
+class BatchConfig:
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    capacity: int = 1024
+
+
+@dataclass
+class MetricsConfig:
+    address: str = "127.0.0.1:9310"
+
+
+@dataclass
+class StateConfig:
+    journal: str = "~/.local/state/xpstream/journal.sqlite"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None) -> Config:
+    """Read a TOML file (optional), apply "section.key" overrides, validate."""
+    raw: dict = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from None
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        raw.setdefault(section, {})[key] = value
+    config = Config()
+    sections = {f.name: f for f in fields(Config)}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"unknown config section [{name}]; known: {', '.join(sections)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        target = getattr(config, name)
+        known = {f.name: f for f in fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown key {name}.{key}; known: {', '.join(known)}")
+            default = getattr(target, key)
+            setattr(target, key, _typed(f"{name}.{key}", value, default))
+    _check(config)
+    return config
+
+
+def _typed(key: str, value, default):
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"{key} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _check(c: Config) -> None:
+    checks = [
+        (c.batch.max_batch >= 1, "batch.max_batch must be >= 1"),
+        (c.batch.capacity >= c.batch.max_batch, "batch.capacity must be >= batch.max_batch"),
+        (c.batch.max_wait_ms >= 0, "batch.max_wait_ms must be >= 0"),
+        (c.watch.stable_s >= 0, "watch.stable_s must be >= 0"),
+        (c.zmq.max_message_bytes > 0, "zmq.max_message_bytes must be positive"),
+        (c.model.threads >= 0, "model.threads must be >= 0"),
+        (not c.metrics.address or ":" in c.metrics.address, "metrics.address must be HOST:PORT or empty"),
+        (bool(c.zmq.pub), "zmq.pub must name an endpoint"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

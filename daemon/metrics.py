@@ -1,0 +1,68 @@
+"""Prometheus metrics and the HTTP endpoint (/metrics, /healthz), with prometheus-client.
+
+Latency buckets span 0.5 ms to 10 s so that millisecond-scale quantiles are resolved.
+"""
+
+from __future__ import annotations
+
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """All of the daemon's metrics, in their own registry."""
+
+    def __init__(self):
+        r = self.registry = CollectorRegistry()
+        self.processed = Counter(
+            "xpstream_spectra_processed", "Spectra predicted and published", ["source"], registry=r
+        )
+        self.failed = Counter("xpstream_spectra_failed", "Spectra or files refused", ["source", "reason"], registry=r)
+        self.dropped = Counter(
+            "xpstream_spectra_dropped", "Spectra dropped by the overload policy", ["source"], registry=r
+        )
+        self.latency = Histogram(
+            "xpstream_latency_seconds", "Receipt to publication, per spectrum", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.inference = Histogram(
+            "xpstream_inference_seconds", "onnxruntime time per batch", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_size = Histogram(
+            "xpstream_batch_size", "Spectra per inference batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("xpstream_queue_depth", "Spectra waiting for inference", registry=r)
+        self.queue_capacity = Gauge("xpstream_queue_capacity", "Queue capacity", registry=r)
+        self.model = Info("xpstream_model", "Model being served", registry=r)
+        self.ready = threading.Event()
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # scrapes are not worth a log line each
+        pass
+
+
+def serve_http(metrics: Metrics, address: str):
+    """Start /metrics and /healthz on HOST:PORT in a daemon thread; returns the server."""
+    host, port = address.rsplit(":", 1)
+    metrics_app = make_wsgi_app(metrics.registry)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = metrics.ready.is_set()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if ok else b"starting\n"]
+        return metrics_app(environ, start_response)
+
+    server = make_server(host, int(port), app, server_class=_Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

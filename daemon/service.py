@@ -1,0 +1,222 @@
+"""The daemon: wires sources -> micro-batcher -> inference -> publisher, with metrics.
+
+One inference thread (the caller of `run`) takes batches, runs the model and hands predictions
+to the publisher. SIGTERM stops the sources, drains the queue and exits; SIGHUP (or a change of
+the model file) reloads the model between two batches, so no queued spectrum is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from xpstream.contract import ContractError, Prediction
+from xpstream.daemon.batcher import MicroBatcher
+from xpstream.daemon.config import Config
+from xpstream.daemon.infer import LoadedModel, load_model
+from xpstream.daemon.journal import Journal
+from xpstream.daemon.messages import encode_error, encode_prediction
+from xpstream.daemon.metrics import Metrics, serve_http
+from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
+from xpstream.daemon.sources import Failure, Item
+
+log = logging.getLogger("xpstream.service")
+MODEL_CHECK_S = 1.0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class Notifier:
+    """systemd notifications (READY, WATCHDOG) when run under systemd, else nothing."""
+
+    def __init__(self):
+        self._notifier = None
+        self.watchdog_s = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+            usec = os.environ.get("WATCHDOG_USEC")
+            self.watchdog_s = int(usec) / 2e6 if usec else None
+        self._last = 0.0
+
+    def notify(self, state: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(state)
+
+    def tick(self) -> None:
+        if self.watchdog_s and time.monotonic() - self._last >= self.watchdog_s:
+            self.notify("WATCHDOG=1")
+            self._last = time.monotonic()
+
+
+class Service:
+    def __init__(self, config: Config, model_path: Path):
+        self.config = config
+        self.model_path = model_path
+        self.metrics = Metrics()
+        self.model = self._load(model_path)
+        self._model_mtime = model_path.stat().st_mtime_ns
+        b = config.batch
+        self.batcher = MicroBatcher(b.max_batch, b.max_wait_ms / 1000, b.capacity, on_drop=self._dropped)
+        self.metrics.queue_capacity.set(b.capacity)
+        self.context = zmq.Context()
+        self.publisher = Publisher(self.context, config.zmq.pub)
+        self.journal = Journal(config.state.journal) if config.watch.folders else None
+        self.sources = self._build_sources()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._http = None
+        self.notifier = Notifier()
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _build_sources(self) -> list:
+        from xpstream.daemon.sources.folder import FolderSource
+        from xpstream.daemon.sources.sockets import SocketSource
+
+        z = self.config.zmq
+        sources = []
+        if self.config.watch.folders:
+            sources.append(FolderSource(self.config.watch, self.journal, self._put_blocking, self._fail))
+        for endpoint in z.pull:
+            sources.append(SocketSource(self.context, "pull", endpoint, self._put, self._fail, z.max_message_bytes))
+        for endpoint in z.sub:
+            sources.append(
+                SocketSource(self.context, "sub", endpoint, self._put, self._fail, z.max_message_bytes, z.sub_topics)
+            )
+        return sources
+
+    def _load(self, path: Path) -> LoadedModel:
+        model = load_model(path, threads=self.config.model.threads)
+        meta = model.metadata
+        self.metrics.model.info({"model_id": meta.model_id, "version": meta.version, "provider": model.provider})
+        log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
+        return model
+
+    def _put(self, item: Item, policy: str) -> bool:
+        ok = self.batcher.put(item, policy, timeout=0.2)
+        self.metrics.queue_depth.set(len(self.batcher))
+        return ok
+
+    def _put_blocking(self, item: Item) -> None:
+        while not self._put(item, "block"):  # the inference loop drains, so this ends
+            pass
+
+    def _dropped(self, item: Item) -> None:
+        self.metrics.dropped.labels(item.source).inc()
+
+    def _fail(self, failure: Failure, after=None) -> None:
+        log.warning(
+            "refused %s from %s: %s (%s)", failure.id or "input", failure.origin, failure.message, failure.reason
+        )
+        self.metrics.failed.labels(failure.source, failure.reason).inc()
+        payload = encode_error(failure.id, failure.origin, failure.reason, failure.message)
+        self.publisher.publish(error_topic(failure.instrument), payload, sent=after)
+
+    # -- running --------------------------------------------------------------------------
+    def request_stop(self, *_args) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_args) -> None:
+        self._reload.set()
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT (or request_stop), then drain and return."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+            signal.signal(signal.SIGHUP, self.request_reload)
+        if self.config.metrics.address:
+            self._http = serve_http(self.metrics, self.config.metrics.address)
+        for source in self.sources:
+            source.start()
+        self.metrics.ready.set()
+        self.notifier.notify("READY=1")
+        log.info("ready")
+        last_check = time.monotonic()
+        stopping = False
+        while True:
+            if self._stop.is_set() and not stopping:
+                stopping = True
+                self.notifier.notify("STOPPING=1")
+                log.info("stopping: draining %d queued spectra", len(self.batcher))
+                for source in self.sources:
+                    source.stop()
+            batch = self.batcher.get_batch(timeout=0.2)
+            if batch:
+                self._infer(batch)
+            elif stopping and all(source.finished() for source in self.sources) and not len(self.batcher):
+                self.batcher.close()
+                break
+            self.notifier.tick()
+            if time.monotonic() - last_check > MODEL_CHECK_S or self._reload.is_set():
+                last_check = time.monotonic()
+                self._maybe_reload()
+        self._shutdown()
+
+    def _infer(self, batch: list[Item]) -> None:
+        self.metrics.queue_depth.set(len(self.batcher))
+        spectra = np.stack([item.spectrum for item in batch]).astype(np.float32)
+        start = time.monotonic()
+        probabilities, shift_ev = self.model.run(spectra)
+        inference_s = time.monotonic() - start
+        self.metrics.inference.observe(inference_s)
+        self.metrics.batch_size.observe(len(batch))
+        meta = self.model.metadata
+        for item, probs, shift in zip(batch, probabilities, shift_ev, strict=True):
+            pred = Prediction.from_outputs(
+                item.origin, probs, shift, self.model.thresholds, meta.model_id, meta.version
+            )
+            now = time.monotonic()
+            timings = {"queue_and_inference": round(1000 * (now - item.received), 3), "inference": 1000 * inference_s}
+            self.publisher.publish(
+                prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), sent=item.on_done
+            )
+            self.metrics.latency.observe(now - item.received)
+            self.metrics.processed.labels(item.source).inc()
+
+    def _maybe_reload(self) -> None:
+        forced = self._reload.is_set()
+        self._reload.clear()
+        try:
+            mtime = self.model_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if not forced and mtime == self._model_mtime:
+            return
+        try:
+            self.model = self._load(self.model_path)
+            self._model_mtime = mtime
+        except ContractError as err:
+            log.error("model reload refused, keeping the current model: %s", err)
+            self._model_mtime = mtime
+
+    def _shutdown(self) -> None:
+        self.publisher.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self._http is not None:
+            self._http.shutdown()
+        self.context.term()
+        log.info("stopped")

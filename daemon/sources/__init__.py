@@ -1,0 +1,32 @@
+"""Where spectra come from: watched folders and ZeroMQ sockets. Each source turns its input into
+`Item`s (a grid spectrum plus where it came from) and puts them into the micro-batcher, or
+reports a refusal through `Failure`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Item:
+    id: str
+    instrument: str
+    source: str  # "folder" or a ZeroMQ socket kind, for metrics labels
+    origin: str  # file path or endpoint, for the record
+    spectrum: np.ndarray
+    received: float = field(default_factory=time.monotonic)
+    on_done: Callable[[], None] | None = None  # called once the prediction is published
+
+
+@dataclass
+class Failure:
+    id: str | None
+    instrument: str
+    source: str
+    origin: str
+    reason: str
+    message: str

@@ -1,0 +1,103 @@
+"""ZeroMQ inputs: PULL sockets (bound; back-pressure when the queue is full) and SUB sockets
+(connected, with topic filters; the oldest queued spectrum is dropped and counted when full).
+
+Each socket lives in its own thread, as ZeroMQ sockets must not be shared between threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from xpstream.daemon.batcher import BLOCK, DROP_OLDEST, Closed
+from xpstream.daemon.messages import MessageError, decode_spectrum
+from xpstream.daemon.preprocess import regions_to_grid
+from xpstream.daemon.sources import Failure, Item
+
+log = logging.getLogger("xpstream.zmq")
+POLL_MS = 100
+DRAIN_QUIET_MS = 100  # on stop, read on until nothing arrived for this long
+
+
+class SocketSource:
+    """One PULL or SUB socket read by one thread."""
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        kind: str,
+        endpoint: str,
+        put: Callable[[Item, str], None],
+        fail: Callable[[Failure], None],
+        max_message_bytes: int,
+        topics: list[str] = ("",),
+        configure_socket: Callable[[zmq.Socket], None] | None = None,
+    ):
+        if kind not in ("pull", "sub"):
+            raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
+        self.kind, self.endpoint = kind, endpoint
+        self.put, self.fail = put, fail
+        self.policy = BLOCK if kind == "pull" else DROP_OLDEST
+        self.socket = context.socket(zmq.PULL if kind == "pull" else zmq.SUB)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if configure_socket is not None:
+            configure_socket(self.socket)
+        if kind == "pull":
+            self.socket.bind(endpoint)
+        else:
+            for topic in topics:
+                self.socket.setsockopt_string(zmq.SUBSCRIBE, topic)
+            self.socket.connect(endpoint)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"zmq-{kind}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("%s socket on %s", self.kind.upper(), self.endpoint)
+
+    def stop(self) -> None:
+        """Stop reading (returns at once); the thread queues what it holds, then closes the socket."""
+        self._stop.set()
+
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(POLL_MS) and not self._handle(self.socket.recv_multipart(zmq.NOBLOCK)[-1]):
+                    return
+            # stopping: take in what has already arrived, until the socket stays quiet
+            while poller.poll(DRAIN_QUIET_MS):
+                if not self._handle(self.socket.recv_multipart(zmq.NOBLOCK)[-1]):
+                    return
+        finally:
+            self.socket.close(linger=0)
+
+    def _handle(self, payload: bytes) -> bool:
+        """Decode, preprocess and queue one message; False once the batcher is closed."""
+        received = time.monotonic()
+        try:
+            message = decode_spectrum(payload)
+            spectrum = message.spectrum if message.spectrum is not None else regions_to_grid(message.regions)
+        except MessageError as err:
+            self.fail(Failure(None, "unknown", self.kind, self.endpoint, err.reason, str(err)))
+            return True
+        except ValueError as err:  # contract errors from preprocessing
+            self.fail(Failure(message.id, message.instrument, self.kind, self.endpoint, "preprocess", str(err)))
+            return True
+        item = Item(message.id, message.instrument, self.kind, self.endpoint, spectrum, received=received)
+        try:
+            while not self.put(item, self.policy):  # the inference loop drains, so this ends
+                pass
+        except Closed:
+            log.error("batcher closed before %s from %s was queued", message.id, self.endpoint)
+            return False
+        return True

@@ -1,0 +1,244 @@
+"""The daemon as a subprocess, with real files, real ZeroMQ sockets on 127.0.0.1 and a real
+scrape of /metrics. Every wait is bounded."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from tests.conftest import REALXPS, draw
+from xpstream.contract import GRID_SIZE, energy_grid
+from xpstream.daemon.messages import encode_spectrum
+
+GRID = energy_grid()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """`xpstream serve` in a subprocess, with a SUB client and a PUSH client attached."""
+
+    def __init__(self, tmp: Path, *extra: str, watch: bool = True):
+        self.pull = f"tcp://127.0.0.1:{free_port()}"
+        self.pub = f"tcp://127.0.0.1:{free_port()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
+        self.folder = tmp / "incoming"
+        self.folder.mkdir(exist_ok=True)
+        args = [
+            sys.executable,
+            "-m",
+            "xpstream",
+            "serve",
+            "--pull",
+            self.pull,
+            "--pub",
+            self.pub,
+            "--metrics",
+            self.metrics,
+            "--journal",
+            str(tmp / "journal.sqlite"),
+            "--stable-s",
+            "0.3",
+            *extra,
+        ]
+        args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
+        self.log = open(tmp / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs, closed in close()
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.context = zmq.Context()
+        self.sub = self.context.socket(zmq.SUB)
+        self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.connect(self.pub)
+        self.push = self.context.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.SNDHWM, 0)
+        self.push.connect(self.pull)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "daemon exited during start-up"
+            try:
+                if urllib.request.urlopen(f"http://{self.metrics}/healthz", timeout=1).status == 200:
+                    time.sleep(0.5)  # let the SUB connection settle (ZeroMQ slow joiner)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("daemon not ready in time")
+
+    def receive(self, n: int, timeout=60.0) -> list[tuple[str, dict]]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            if self.sub.poll(200):
+                topic, payload = self.sub.recv_multipart()
+                out.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
+        return out
+
+    def scrape(self) -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5).read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("xpstream_") and " " in line:
+                key, value = line.rsplit(" ", 1)
+                values[key] = float(value)
+        return values
+
+    def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self.close()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.sub.close(linger=0)
+        self.push.close(linger=0)
+        self.context.term()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path)
+    yield d
+    d.close()
+
+
+def write_region_csv(path: Path, be, counts, name="C 1s"):
+    path.write_text(f"BE/eV,{name}\n" + "\n".join(f"{e:.3f},{c:.5f}" for e, c in zip(be, counts, strict=True)))
+
+
+def test_pushed_spectra_grid_and_regions_and_malformed_ones(daemon, library):
+    _, batch = draw(library, n=20, seed=11, max_shift_ev=4.0)
+    for i, spectrum in enumerate(batch.spectra):
+        daemon.push.send(encode_spectrum(f"grid-{i}", "esca1", intensities=spectrum * 1e5))
+    ps = batch.spectra[0]  # also as a region message on a kinetic axis
+    keep = (GRID >= 278) & (GRID <= 300)
+    for i in range(5):
+        daemon.push.send(
+            encode_spectrum(
+                f"reg-{i}",
+                "esca2",
+                regions=[("C 1s", 1486.6 - GRID[keep], 1e5 * ps[keep] + 50)],
+                axis="kinetic",
+                source_energy_ev=1486.6,
+            )
+        )
+    daemon.push.send(b"not msgpack at all")
+    daemon.push.send(encode_spectrum("short", "esca1", intensities=np.ones(100)))
+    daemon.push.send(encode_spectrum("nan", "esca1", intensities=np.full(GRID_SIZE, np.nan)))
+    good = encode_spectrum("after", "esca1", intensities=batch.spectra[1])
+    daemon.push.send(good)  # bad input does not stop the flow
+    messages = daemon.receive(29)
+    predictions = {m["id"]: (t, m) for t, m in messages if t.endswith("/prediction")}
+    errors = [(t, m) for t, m in messages if t.endswith("/error")]
+    assert set(predictions) == {f"grid-{i}" for i in range(20)} | {f"reg-{i}" for i in range(5)} | {"after"}
+    assert sorted(m["reason"] for _, m in errors) == ["msgpack", "nan", "shape"]
+    assert predictions["reg-0"][0] == "xps/esca2/prediction"
+    shifts = np.array([predictions[f"grid-{i}"][1]["shift_ev"] for i in range(20)])
+    assert np.abs(shifts - batch.shift_ev).mean() < 0.15  # the shipped model measures charging
+    metrics = daemon.scrape()
+    assert metrics['xpstream_spectra_processed_total{source="pull"}'] == 26
+    assert metrics['xpstream_spectra_failed_total{reason="msgpack",source="pull"}'] == 1
+    assert metrics['xpstream_spectra_failed_total{reason="shape",source="pull"}'] == 1
+    assert metrics["xpstream_latency_seconds_count"] == 26
+    assert daemon.stop() == 0
+
+
+def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
+    from xpstream.train.simulate import base_spectrum
+
+    d = Daemon(tmp_path, "--done-dir", str(tmp_path / "done"), "--failed-dir", str(tmp_path / "failed"))
+    try:
+        shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / "pet.csv")
+        (d.folder / "esca9").mkdir()
+        (d.folder / "esca9" / "corrupt.csv").write_text("BE/eV,x\n280,1\n281,oops\n")
+        spectrum = base_spectrum(library, library.polymer("PMMA"))
+        keep = (GRID >= 278) & (GRID <= 300)
+        rows = [f"{e + 2.0:.2f},{1e5 * v + 20:.4f}\n" for e, v in zip(GRID[keep], spectrum[keep], strict=True)]
+        with open(d.folder / "slow.csv", "w") as fh:  # written in pieces, 0.5 s apart, one handle
+            fh.write("BE/eV,PMMA C 1s\n")
+            for start in range(0, len(rows), 80):
+                fh.writelines(rows[start : start + 80])
+                fh.flush()
+                time.sleep(0.5)
+        messages = d.receive(3)
+        by_source = {Path(m["source"]).name: (t, m) for t, m in messages}
+        assert set(by_source) == {"pet.csv", "corrupt.csv", "slow.csv"}
+        topic, corrupt = by_source["corrupt.csv"]
+        assert topic == "xps/esca9/error" and corrupt["reason"] == "parse" and "line 3" in corrupt["message"]
+        topic, slow = by_source["slow.csv"]
+        assert topic == "xps/incoming/prediction"
+        assert slow["shift_ev"] == pytest.approx(2.0, abs=0.3)  # the complete file, not a piece of it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(list((tmp_path / "done").rglob("*.csv"))) < 2:
+            time.sleep(0.1)
+        assert sorted(p.name for p in (tmp_path / "done").rglob("*.csv")) == ["pet.csv", "slow.csv"]
+        assert [p.relative_to(tmp_path / "failed").as_posix() for p in (tmp_path / "failed").rglob("*.csv")] == [
+            "esca9/corrupt.csv"
+        ]
+        assert d.scrape()['xpstream_spectra_processed_total{source="folder"}'] == 2
+    finally:
+        assert d.stop() == 0
+
+
+def test_restart_neither_loses_nor_repeats_files(tmp_path):
+    d = Daemon(tmp_path)
+    for i in range(3):
+        shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / f"pet{i}.csv")
+    assert len(d.receive(3)) == 3
+    assert d.stop() == 0
+    shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / "while-down.csv")
+    d = Daemon(tmp_path)
+    try:
+        messages = d.receive(4, timeout=8)
+        assert [Path(m["source"]).name for _, m in messages] == ["while-down.csv"]
+    finally:
+        assert d.stop() == 0
+
+
+def test_sigterm_with_a_full_queue_loses_nothing(tmp_path, library):
+    d = Daemon(tmp_path, "--max-batch", "8", "--max-wait-ms", "1", "--capacity", "64", watch=False)
+    try:
+        _, batch = draw(library, n=64, seed=5)
+        for i in range(400):
+            d.push.send(encode_spectrum(f"s{i}", "esca1", intensities=batch.spectra[i % 64]))
+        time.sleep(0.05)
+        d.proc.send_signal(signal.SIGTERM)
+        messages = d.receive(400, timeout=120)
+        assert d.proc.wait(timeout=60) == 0
+        ids = [m["id"] for _, m in messages]
+        assert ids == [f"s{i}" for i in range(400)]  # every one, once, in order
+    finally:
+        d.close()
+
+
+def test_bad_config_is_refused_with_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[batch]\nmax_batch = 'many'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "xpstream", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    assert proc.returncode == 2 and "batch.max_batch must be int" in proc.stderr

@@ -1,39 +1,58 @@
-"""Vendor formats read with the pynxtools-xps parser classes (FAIRmat, Apache-2.0).
+"""Vendor formats read with the pynxtools-xps parser classes (FAIRmat, Apache-2.0): SPECS
+SpecsLab2 XML and Prodigy XY, PHI SPE, Scienta TXT, and IRREGULAR VAMAS (which the `vamas`
+package does not read).
 
-pynxtools-xps turns each spectrum of a file into an xarray DataArray with dims (cycle, scan,
-energy) on a binding-energy axis; scans and cycles are averaged here.
+pynxtools-xps gives each spectrum as an xarray DataArray with dims (cycle, scan, energy);
+scans and cycles are averaged here. The axis is binding energy unless the parser's metadata
+say kinetic (`energy_label`/`x_units`), in which case the recorded excitation energy converts it.
 """
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from xpstream.contract import ContractError, Region
 
-SUFFIXES = (".xml",)
+PARSERS = {
+    ".xml": "pynxtools_xps.parsers.specs.xml:SPECSXMLParser",
+    ".xy": "pynxtools_xps.parsers.specs.xy:SPECSXYParser",
+    ".spe": "pynxtools_xps.parsers.phi:PHIParser",
+    ".txt": "pynxtools_xps.parsers.scienta:ScientaTXTParser",
+    ".vms": "pynxtools_xps.parsers.vms:VamasParser",
+}
+SUFFIXES = tuple(PARSERS)
 
 
 def read_vendor_file(path: Path) -> list[Region]:
-    """All spectra of a SPECS SpecsLab2 XML file as regions."""
-    from pynxtools_xps.parsers.specs.xml import SPECSXMLParser
-
+    """All spectra of a vendor file as regions on a binding-energy axis."""
     from xpstream.daemon.parse import ParseError
 
-    parser = SPECSXMLParser()
+    module, name = PARSERS[path.suffix.lower()].split(":")
+    parser = getattr(importlib.import_module(module), name)()
     try:
-        parser.parse(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser.parse(path)
     except Exception as err:  # the library raises many types for malformed files
-        raise ParseError(f"{path.name}: not a readable SPECS XML file ({type(err).__name__}: {err})") from None
+        raise ParseError(f"{path.name}: not a readable {name[:-6]} file ({type(err).__name__}: {err})") from None
     regions = []
     for key, spectrum in parser.data.items():
         if spectrum.data is None or "energy" not in spectrum.data.dims:
             continue
         counts = spectrum.data.mean(dim=[d for d in spectrum.data.dims if d != "energy"])
-        name = key.split("__", 1)[-1]
+        energy = np.asarray(counts["energy"].values, dtype=np.float64)
+        meta = spectrum.metadata
+        if "kinetic" in (str(meta.get("energy_label", "")), str(meta.get("x_units", ""))):
+            source = meta.get("excitation_energy") or meta.get("region/excitation_energy")
+            if source is None:
+                raise ParseError(f"{path.name}: {key}: kinetic-energy axis but no excitation energy recorded")
+            energy = float(source) - energy
         try:
-            regions.append(Region(name, np.asarray(counts["energy"].values), np.asarray(counts.values)))
+            regions.append(Region(key.split("__", 1)[-1], energy, np.asarray(counts.values)))
         except ContractError as err:
             raise ParseError(f"{path.name}: {err}") from None
     if not regions:

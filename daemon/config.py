@@ -8,7 +8,7 @@ Every key and its default (an empty file is a valid configuration):
 
     [watch]
     folders = ["~/xpstream/incoming"]   # [] = no folder watching
-    patterns = ["*.csv", "*.dat", "*.tsv", "*.xml"]
+    patterns = ["*.vms", "*.xml", "*.xy", "*.spe", "*.txt", "*.csv", "*.dat", "*.tsv"]
     recursive = true
     polling = false           # polling observer, for network shares without inotify
     stable_s = 1.0            # a file is complete when its size stayed the same this long
@@ -54,7 +54,9 @@ class ModelConfig:
 @dataclass
 class WatchConfig:
     folders: list[str] = field(default_factory=lambda: ["~/xpstream/incoming"])
-    patterns: list[str] = field(default_factory=lambda: ["*.csv", "*.dat", "*.tsv", "*.xml"])
+    patterns: list[str] = field(
+        default_factory=lambda: ["*.vms", "*.xml", "*.xy", "*.spe", "*.txt", "*.csv", "*.dat", "*.tsv"]
+    )
     recursive: bool = True
     polling: bool = False
     stable_s: float = 1.0

@@ -242,3 +242,67 @@ def test_bad_config_is_refused_with_the_key(tmp_path):
         env={**os.environ},
     )
     assert proc.returncode == 2 and "batch.max_batch must be int" in proc.stderr
+
+
+def test_sub_socket_drops_oldest_when_overloaded_and_counts_it(tmp_path, library):
+    """A publisher the daemon subscribes to floods it: the queue keeps the newest spectra,
+    every drop is counted, and what is kept is answered."""
+    context = zmq.Context()
+    upstream = context.socket(zmq.PUB)
+    upstream.setsockopt(zmq.SNDHWM, 0)
+    port = upstream.bind_to_random_port("tcp://127.0.0.1")
+    d = Daemon(
+        tmp_path,
+        "--sub",
+        f"tcp://127.0.0.1:{port}",
+        "--capacity",
+        "16",
+        "--max-batch",
+        "16",
+        "--max-wait-ms",
+        "1",
+        watch=False,
+    )
+    try:
+        _, batch = draw(library, n=8, seed=2)
+        time.sleep(0.5)  # SUB connection settles
+        n = 3000
+        for i in range(n):
+            upstream.send_multipart([b"spectra", encode_spectrum(f"f{i}", "esca1", intensities=batch.spectra[i % 8])])
+        answered = d.receive(n, timeout=20)
+        metrics = d.scrape()
+        dropped = metrics.get('xpstream_spectra_dropped_total{source="sub"}', 0)
+        processed = metrics['xpstream_spectra_processed_total{source="sub"}']
+        assert dropped > 0 and processed + dropped == n == len(answered) + dropped
+        assert answered[-1][1]["id"] == f"f{n - 1}"  # the newest survive
+    finally:
+        assert d.stop() == 0
+        upstream.close(linger=0)
+        context.term()
+
+
+def test_model_file_change_reloads_without_losing_spectra(tmp_path, library):
+    from xpstream.models import default_model_path
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(default_model_path(), model)
+    d = Daemon(tmp_path, "--model", str(model), watch=False)
+    try:
+        _, batch = draw(library, n=8, seed=4)
+        for i in range(50):
+            d.push.send(encode_spectrum(f"a{i}", "esca1", intensities=batch.spectra[i % 8]))
+        corrupt = tmp_path / "corrupt.onnx"
+        corrupt.write_bytes(b"not a model")
+        os.replace(corrupt, model)  # a bad model is refused; the old one keeps serving
+        time.sleep(1.5)
+        os.replace(shutil.copy(default_model_path(), tmp_path / "new.onnx"), model)
+        d.proc.send_signal(signal.SIGHUP)
+        for i in range(50):
+            d.push.send(encode_spectrum(f"b{i}", "esca1", intensities=batch.spectra[i % 8]))
+        ids = [m["id"] for _, m in d.receive(100)]
+        assert sorted(ids) == sorted([f"a{i}" for i in range(50)] + [f"b{i}" for i in range(50)])
+    finally:
+        assert d.stop() == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert "model reload refused, keeping the current model" in log
+    assert log.count("serving model xpstream-stn") >= 2

@@ -1,60 +1,129 @@
 """Regions -> grid spectrum: Shirley background, resampling onto the grid, area normalisation.
 
-This is the one place a measured spectrum is prepared; the daemon and training's
-real-spectrum checks both call `regions_to_grid`, so the model sees the same representation
-as the synthetic training data (contract: regions on the grid, zero elsewhere, sum 1).
+This is the one place a measured spectrum is prepared. `regions_to_grid` is the numpy
+reference that training's real-spectrum checks and `xpstream predict` use; the daemon runs the
+same steps batched as a small ONNX graph (`models/preprocess.onnx`, built from
+`xpstream.train.preprocess_graph`) on the model's execution provider, and a test holds the two
+equal to 1e-5. Contract: regions on the grid, zero elsewhere, sum 1.
+
+Steps per region: (1) an irregular energy axis is resampled to a uniform one with the same
+number of points; (2) a Shirley background (SHIRLEY_ITERATIONS fixed iterations, end levels the
+mean of 3 points) is subtracted; (3) the signal is linearly interpolated onto the grid, zero
+outside the region. The regions of a spectrum are summed, negatives clipped, and the whole
+normalised to unit area.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from xpstream.contract import GRID_SIZE, Region, energy_grid, normalise_spectrum
+from xpstream.contract import GRID_SIZE, ContractError, Region, energy_grid, normalise_spectrum
 
 GRID = energy_grid()
+SHIRLEY_ITERATIONS = 12
+END_POINTS = 3
 
 
-def shirley_background(
-    binding_energy_ev: np.ndarray,
-    counts: np.ndarray,
-    end_points: int = 3,
-    max_iter: int = 100,
-    tol: float = 1e-7,
-) -> np.ndarray:
-    """Iterative Shirley background of one region (energies ascending).
+def uniform_axis(region: Region) -> tuple[float, float, np.ndarray]:
+    """(start, step, counts) on a uniform binding-energy axis with the region's point count."""
+    be, counts = region.binding_energy_ev, region.counts
+    step = (be[-1] - be[0]) / (len(be) - 1)
+    if np.max(np.abs(np.diff(be) - step)) > 1e-3 * step:  # IRREGULAR: resample
+        counts = np.interp(be[0] + step * np.arange(len(be)), be, counts)
+    return float(be[0]), float(step), counts
 
-    B(E) = I_low + (I_high - I_low) * A(E) / A_total, where A(E) is the area of (I - B) between
-    the low-binding-energy end and E (Shirley 1972; iterated as Proctor & Sherwood 1982).
-    I_low and I_high are the means of `end_points` points at each end.
+
+def end_levels(counts: np.ndarray) -> tuple[float, float]:
+    """Mean intensity at the low- and high-binding-energy ends of a region."""
+    k = max(1, min(END_POINTS, len(counts) // 4))
+    return float(counts[:k].mean()), float(counts[-k:].mean())
+
+
+def shirley_background(counts: np.ndarray, step: float, iterations: int = SHIRLEY_ITERATIONS) -> np.ndarray:
+    """Shirley background on a uniform axis (counts ordered by ascending binding energy).
+
+    B(E) = I_low + (I_high - I_low) * A(E) / A_total, A(E) the trapezoid area of (I - B) from
+    the low-binding-energy end to E (Shirley 1972; iterated as Proctor & Sherwood 1982).
     """
-    be = np.asarray(binding_energy_ev, dtype=np.float64)
     y = np.asarray(counts, dtype=np.float64)
-    k = max(1, min(end_points, len(y) // 4))
-    low, high = y[:k].mean(), y[-k:].mean()
+    low, high = end_levels(y)
     background = np.full_like(y, low)
-    steps = np.diff(be)
-    for _ in range(max_iter):
+    for _ in range(iterations):
         signal = y - background
-        # cumulative trapezoid area from the low-BE end
-        area = np.concatenate(([0.0], np.cumsum(0.5 * (signal[1:] + signal[:-1]) * steps)))
-        total = area[-1]
-        new = low + (high - low) * (area / total if total > 0 else np.zeros_like(area))
-        converged = np.max(np.abs(new - background)) <= tol * max(abs(high - low), 1e-12)
-        background = new
-        if converged:
-            break
+        area = np.concatenate(([0.0], np.cumsum(0.5 * (signal[1:] + signal[:-1]) * step)))
+        ratio = area / area[-1] if area[-1] > 0 else np.zeros_like(area)
+        background = low + (high - low) * ratio
     return background
 
 
-def region_signal(region: Region) -> np.ndarray:
-    """The region's counts minus its Shirley background."""
-    return region.counts - shirley_background(region.binding_energy_ev, region.counts)
+def region_signal(region: Region) -> tuple[np.ndarray, np.ndarray]:
+    """(uniform binding-energy axis, counts minus Shirley background) of one region."""
+    start, step, counts = uniform_axis(region)
+    axis = start + step * np.arange(len(counts))
+    return axis, counts - shirley_background(counts, step)
 
 
 def regions_to_grid(regions: list[Region]) -> np.ndarray:
-    """Background-subtracted regions, linearly resampled onto the grid (zero outside every
-    region) and area-normalised to sum 1; float32 (GRID_SIZE,)."""
+    """The numpy reference: one spectrum (GRID_SIZE,) float32 from its regions."""
     spectrum = np.zeros(GRID_SIZE, dtype=np.float64)
     for region in regions:
-        spectrum += np.interp(GRID, region.binding_energy_ev, region_signal(region), left=0.0, right=0.0)
+        axis, signal = region_signal(region)
+        spectrum += np.interp(GRID, axis, signal, left=0.0, right=0.0)
     return normalise_spectrum(spectrum)
+
+
+@dataclass
+class RegionBatch:
+    """Regions of several spectra, padded for the preprocessing graph."""
+
+    counts: np.ndarray  # (M, L) float32, zero beyond each region's length
+    start: np.ndarray  # (M,) float64, binding energy of the first point
+    step: np.ndarray  # (M,) float64 (float32 would misplace a region's last point on the grid)
+    length: np.ndarray  # (M,) int64
+    assign: np.ndarray  # (N, M) float32, 1 where region m belongs to spectrum n
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {
+            "counts": self.counts,
+            "start": self.start,
+            "step": self.step,
+            "length": self.length,
+            "assign": self.assign,
+        }
+
+
+def pad_regions(spectra: list[list[Region]]) -> RegionBatch:
+    """Pack the regions of N spectra into padded arrays (uniform axes)."""
+    rows = [(n, *uniform_axis(r)) for n, regions in enumerate(spectra) for r in regions]
+    if not rows:
+        raise ContractError("no regions to preprocess")
+    width = max(len(c) for *_, c in rows)
+    counts = np.zeros((len(rows), width), dtype=np.float32)
+    assign = np.zeros((len(spectra), len(rows)), dtype=np.float32)
+    for m, (n, _, _, c) in enumerate(rows):
+        counts[m, : len(c)] = c
+        assign[n, m] = 1.0
+    return RegionBatch(
+        counts,
+        np.array([r[1] for r in rows], dtype=np.float64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+        np.array([len(r[3]) for r in rows], dtype=np.int64),
+        assign,
+    )
+
+
+class GraphPreprocessor:
+    """The batched preprocessing graph in an onnxruntime session (on the model's provider)."""
+
+    def __init__(self, path: str | Path, providers: list[str]):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=providers)
+
+    def run(self, spectra: list[list[Region]]) -> np.ndarray:
+        """Grid spectra (N, GRID_SIZE) float32 for N lists of regions."""
+        (out,) = self.session.run(None, pad_regions(spectra).feeds())
+        return out

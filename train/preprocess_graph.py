@@ -1,0 +1,110 @@
+"""The daemon's batched preprocessing as an ONNX graph, written in torch and exported once
+(`xpstream export-preprocess` writes models/preprocess.onnx, which ships).
+
+Inputs (see xpstream.daemon.preprocess.pad_regions): counts [M, L] float32, start [M] and
+step [M] float64, length [M] int64, assign [N, M] float32. Output: spectra [N, 6601] float32, the same as the
+numpy reference `regions_to_grid` for each spectrum; the arithmetic inside is float64.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from xpstream.contract import CONTRACT_VERSION
+from xpstream.daemon.preprocess import END_POINTS, GRID, SHIRLEY_ITERATIONS
+
+INPUTS = ("counts", "start", "step", "length", "assign")
+
+
+class RegionsToGrid(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("grid", torch.tensor(GRID, dtype=torch.float64))
+
+    def forward(self, counts, start, step, length, assign):
+        # float64 inside: energies near 700 eV and cumulative areas need more than float32
+        counts, assign = counts.double(), assign.double()
+        width = counts.shape[1]
+        index = torch.arange(width, device=counts.device)[None, :]
+        inside = (index < length[:, None]).to(counts.dtype)
+        counts = counts * inside
+        # end levels: means of k = clamp(length // 4, 1, END_POINTS) points at each end
+        k = torch.clamp(torch.div(length, 4, rounding_mode="floor"), 1, END_POINTS)[:, None]
+        first = (index < k).to(counts.dtype)
+        last = ((index >= length[:, None] - k) * (index < length[:, None])).to(counts.dtype)
+        kf = k.to(counts.dtype)
+        low = (counts * first).sum(1, keepdim=True) / kf
+        high = (counts * last).sum(1, keepdim=True) / kf
+        background = low.expand_as(counts)
+        segment = inside[:, 1:]  # a trapezoid exists where its right end is inside
+        last_index = (length - 1)[:, None]
+        for _ in range(SHIRLEY_ITERATIONS):
+            signal = counts - background
+            trapezoids = 0.5 * (signal[:, 1:] + signal[:, :-1]) * step[:, None] * segment
+            area = F.pad(torch.cumsum(trapezoids, dim=1), (1, 0))
+            total = torch.gather(area, 1, last_index)
+            ratio = torch.where(total > 0, area / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
+            background = low + (high - low) * ratio
+        signal = (counts - background) * inside
+        # linear interpolation onto the grid, zero outside [first point, last point]
+        position = (self.grid[None, :] - start[:, None]) / step[:, None]
+        left = torch.floor(position)
+        frac = position - left
+        on_region = (position >= 0) & (position <= last_index.to(position.dtype))
+        left = left.clamp(0, width - 1).long()
+        right = (left + 1).clamp(max=width - 1)
+        rows = torch.gather(signal, 1, left) * (1 - frac) + torch.gather(signal, 1, right) * frac
+        rows = torch.where(on_region, rows, torch.zeros_like(rows))
+        spectra = F.relu(assign @ rows)
+        total = spectra.sum(dim=1, keepdim=True)
+        return (spectra / torch.where(total > 0, total, torch.ones_like(total))).float()
+
+
+def export_preprocess(path: str | Path, opset: int = 17) -> Path:
+    """Write the preprocessing graph (dynamic region, length and spectrum counts)."""
+    example = (
+        torch.rand(3, 50),
+        torch.tensor([280.0, 525.0, 280.0], dtype=torch.float64),
+        torch.tensor([0.1, 0.1, 0.05], dtype=torch.float64),
+        torch.tensor([50, 40, 50]),
+        torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+    )
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            RegionsToGrid().eval(),
+            example,
+            buffer,
+            input_names=list(INPUTS),
+            output_names=["spectra"],
+            dynamic_axes={
+                "counts": {0: "regions", 1: "points"},
+                "start": {0: "regions"},
+                "step": {0: "regions"},
+                "length": {0: "regions"},
+                "assign": {0: "spectra", 1: "regions"},
+                "spectra": {0: "spectra"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+    graph = onnx.load_from_string(buffer.getvalue())
+    for key, value in {
+        "purpose": "xpstream batched preprocessing: regions -> grid spectra",
+        "contract_version": CONTRACT_VERSION,
+        "shirley_iterations": str(SHIRLEY_ITERATIONS),
+    }.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(graph)
+    path = Path(path)
+    onnx.save(graph, path)
+    return path

@@ -173,6 +173,12 @@ def cmd_export(args) -> None:
     print(export_onnx(model, metadata, args.out))
 
 
+def cmd_export_preprocess(args) -> None:
+    from xpstream.train.preprocess_graph import export_preprocess
+
+    print(export_preprocess(args.out))
+
+
 def cmd_evaluate(args) -> None:
     from xpstream.train.evaluate import evaluate_checkpoints
 
@@ -385,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1")
     p.add_argument("--metrics", help="JSON file of metrics to embed (e.g. from evaluate)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-preprocess", help="rebuild the daemon's batched preprocessing graph (ONNX)")
+    p.add_argument("--out", type=Path, default=Path("models/preprocess.onnx"))
+    p.set_defaults(func=cmd_export_preprocess)
 
     p = sub.add_parser("evaluate", help="evaluate trained models on one synthetic test set")
     p.add_argument("checkpoints", nargs="+", help="RUN/best.pt files")

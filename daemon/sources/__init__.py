@@ -10,14 +10,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xpstream.contract import Region
+
 
 @dataclass
 class Item:
+    """One spectrum on its way to inference: grid-ready, or regions still to preprocess."""
+
     id: str
     instrument: str
     source: str  # "folder" or a ZeroMQ socket kind, for metrics labels
     origin: str  # file path or endpoint, for the record
-    spectrum: np.ndarray
+    spectrum: np.ndarray | None = None  # (GRID_SIZE,) grid-ready intensities, or
+    regions: list[Region] = field(default_factory=list)  # core-level regions (batched preprocessing)
     received: float = field(default_factory=time.monotonic)
     on_done: Callable[[], None] | None = None  # called once the prediction is published
 

@@ -26,7 +26,6 @@ from watchdog.observers.polling import PollingObserver
 from xpstream.daemon.config import WatchConfig
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.parse import parse_file
-from xpstream.daemon.preprocess import regions_to_grid
 from xpstream.daemon.sources import Failure, Item
 
 log = logging.getLogger("xpstream.folder")
@@ -144,7 +143,6 @@ class FolderSource:
 
         try:
             parsed = parse_file(p)
-            spectrum = regions_to_grid(parsed.regions)
         except (ValueError, OSError) as err:
             reason, message = ("io" if isinstance(err, OSError) else "parse"), str(err)
             failure = Failure(None, instrument, "folder", path, reason, message)
@@ -152,7 +150,7 @@ class FolderSource:
             return
         for skipped in parsed.skipped:
             log.info("%s: skipped %s", p.name, skipped)
-        self.put(Item(str(p.name), instrument, "folder", path, spectrum, on_done=lambda: finish("done")))
+        self.put(Item(p.name, instrument, "folder", path, regions=parsed.regions, on_done=lambda: finish("done")))
 
     def _move(self, path: Path, target: Path) -> None:
         for folder in self.folders:

@@ -15,7 +15,6 @@ import zmq
 
 from xpstream.daemon.batcher import BLOCK, DROP_OLDEST, Closed
 from xpstream.daemon.messages import MessageError, decode_spectrum
-from xpstream.daemon.preprocess import regions_to_grid
 from xpstream.daemon.sources import Failure, Item
 
 log = logging.getLogger("xpstream.zmq")
@@ -86,14 +85,12 @@ class SocketSource:
         received = time.monotonic()
         try:
             message = decode_spectrum(payload)
-            spectrum = message.spectrum if message.spectrum is not None else regions_to_grid(message.regions)
         except MessageError as err:
             self.fail(Failure(None, "unknown", self.kind, self.endpoint, err.reason, str(err)))
             return True
-        except ValueError as err:  # contract errors from preprocessing
-            self.fail(Failure(message.id, message.instrument, self.kind, self.endpoint, "preprocess", str(err)))
-            return True
-        item = Item(message.id, message.instrument, self.kind, self.endpoint, spectrum, received=received)
+        item = Item(
+            message.id, message.instrument, self.kind, self.endpoint, message.spectrum, message.regions, received
+        )
         try:
             while not self.put(item, self.policy):  # the inference loop drains, so this ends
                 pass

@@ -32,7 +32,7 @@ def free_port() -> int:
 class Daemon:
     """`xpstream serve` in a subprocess, with a SUB client and a PUSH client attached."""
 
-    def __init__(self, tmp: Path, *extra: str, watch: bool = True):
+    def __init__(self, tmp: Path, *extra: str, watch: bool = True, env: dict | None = None):
         self.pull = f"tcp://127.0.0.1:{free_port()}"
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
@@ -57,7 +57,7 @@ class Daemon:
         ]
         args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
         self.log = open(tmp / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs, closed in close()
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.context = zmq.Context()
         self.sub = self.context.socket(zmq.SUB)
         self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
@@ -306,3 +306,23 @@ def test_model_file_change_reloads_without_losing_spectra(tmp_path, library):
     log = (tmp_path / "daemon.log").read_text()
     assert "model reload refused, keeping the current model" in log
     assert log.count("serving model xpstream-stn") >= 2
+
+
+def test_systemd_notifications_ready_watchdog_stopping(tmp_path):
+    """Under systemd (NOTIFY_SOCKET set) the daemon says READY=1, then WATCHDOG=1 at half the
+    watchdog interval, and STOPPING=1 on SIGTERM."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(30)
+    d = Daemon(tmp_path, watch=False, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"})
+    try:
+        seen = []
+        while "WATCHDOG=1" not in seen:
+            seen.append(notify.recv(4096).decode())
+        assert seen[0] == "READY=1"
+        assert d.stop() == 0
+        while "STOPPING=1" not in seen:
+            seen.append(notify.recv(4096).decode())
+    finally:
+        d.close()
+        notify.close()

@@ -81,8 +81,7 @@ def fit_gaussians(be: np.ndarray, y: np.ndarray, centres: np.ndarray, fwhm: np.n
 def compare_with_measured(library: Library, polymer_name: str, path: str, level: str = "C 1s") -> Comparison:
     """Fit simulated and measured spectra of one level with the same components."""
     region = parse_file(path).regions[0]
-    measured_be = region.binding_energy_ev
-    measured = region_signal(region)
+    measured_be, measured = region_signal(region)
     parts = library_components(library, polymer_name, level)
     names = [p[0] for p in parts]
     lib_be = np.array([p[1] for p in parts])

@@ -25,15 +25,11 @@ def error_topic(instrument: str) -> bytes:
 
 
 class Publisher:
-    def __init__(
-        self, context: zmq.Context, endpoint: str, configure_socket: Callable[[zmq.Socket], None] | None = None
-    ):
+    def __init__(self, context: zmq.Context, endpoint: str):
         self.endpoint = endpoint
         self._queue: queue.Queue = queue.Queue()
         self._socket = context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, 100_000)
-        if configure_socket is not None:
-            configure_socket(self._socket)
         self._socket.bind(endpoint)
         self._thread = threading.Thread(target=self._loop, name="zmq-pub", daemon=True)
         self._thread.start()

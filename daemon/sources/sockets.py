@@ -34,7 +34,6 @@ class SocketSource:
         fail: Callable[[Failure], None],
         max_message_bytes: int,
         topics: list[str] = ("",),
-        configure_socket: Callable[[zmq.Socket], None] | None = None,
     ):
         if kind not in ("pull", "sub"):
             raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
@@ -44,8 +43,6 @@ class SocketSource:
         self.socket = context.socket(zmq.PULL if kind == "pull" else zmq.SUB)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
-        if configure_socket is not None:
-            configure_socket(self.socket)
         if kind == "pull":
             self.socket.bind(endpoint)
         else:

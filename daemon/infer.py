@@ -2,6 +2,11 @@
 
 onnxruntime picks the CUDA execution provider when it is available (the `gpu` extra) and the
 CPU provider otherwise; `provider` says which one a session uses.
+
+Two sessions serve one model: `run` takes grid-ready spectra; `run_regions` takes padded
+regions and runs the preprocessing graph (models/preprocess.onnx) and the model as ONE merged
+graph (onnx.compose), so on a GPU host a batch crosses to the device once and comes back as
+probabilities.
 """
 
 from __future__ import annotations
@@ -10,17 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnx.compose
 import onnxruntime as ort
 
-from xpstream.contract import ContractError, ModelMetadata, check_spectra
+from xpstream.contract import ContractError, ModelMetadata, Region, check_spectra
+from xpstream.daemon.preprocess import pad_regions
+from xpstream.models import preprocess_model_path
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+PREPROCESS_PREFIX = "pre_"
 
 
 @dataclass
 class LoadedModel:
     path: Path
-    session: ort.InferenceSession
+    session: ort.InferenceSession  # spectra -> probabilities, shift_ev
+    with_preprocessing: ort.InferenceSession  # padded regions -> probabilities, shift_ev
     metadata: ModelMetadata
     thresholds: np.ndarray
 
@@ -31,6 +42,12 @@ class LoadedModel:
     def run(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (N, 32) and shift_ev (N,) for grid spectra (N, 6601)."""
         probabilities, shift_ev = self.session.run(None, {"spectra": check_spectra(spectra)})
+        return probabilities, shift_ev
+
+    def run_regions(self, spectra: list[list[Region]]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and shift_ev for N spectra given as lists of core-level regions."""
+        feeds = {PREPROCESS_PREFIX + name: value for name, value in pad_regions(spectra).feeds().items()}
+        probabilities, shift_ev = self.with_preprocessing.run(None, feeds)
         return probabilities, shift_ev
 
 
@@ -45,8 +62,9 @@ def load_model(path: str | Path, threads: int = 0, providers=None) -> LoadedMode
     available = ort.get_available_providers()
     chosen = [p for p in (providers or PREFERRED_PROVIDERS) if p in available]
     try:
-        session = ort.InferenceSession(str(path), options, providers=chosen)
-    except Exception as err:  # onnxruntime raises its own exception types
+        graph = onnx.load(str(path))
+        session = ort.InferenceSession(graph.SerializeToString(), options, providers=chosen)
+    except Exception as err:  # onnx and onnxruntime raise their own exception types
         raise ContractError(f"model file {path} cannot be loaded: {err}") from None
     try:
         metadata = ModelMetadata.from_strings(session.get_modelmeta().custom_metadata_map)
@@ -58,4 +76,8 @@ def load_model(path: str | Path, threads: int = 0, providers=None) -> LoadedMode
         raise ContractError(
             f"model {path.name} refused: expected input 'spectra' and outputs 'probabilities', 'shift_ev'"
         )
-    return LoadedModel(path, session, metadata, np.asarray(metadata.thresholds, dtype=np.float32))
+    preprocess = onnx.load(str(preprocess_model_path()))
+    merged = onnx.compose.merge_models(preprocess, graph, io_map=[("spectra", "spectra")], prefix1=PREPROCESS_PREFIX)
+    with_preprocessing = ort.InferenceSession(merged.SerializeToString(), options, providers=chosen)
+    thresholds = np.asarray(metadata.thresholds, dtype=np.float32)
+    return LoadedModel(path, session, with_preprocessing, metadata, thresholds)

@@ -31,10 +31,10 @@ class Metrics:
             "xpstream_latency_seconds", "Receipt to publication, per spectrum", buckets=LATENCY_BUCKETS, registry=r
         )
         self.inference = Histogram(
-            "xpstream_inference_seconds", "onnxruntime time per batch", buckets=LATENCY_BUCKETS, registry=r
-        )
-        self.preprocess = Histogram(
-            "xpstream_preprocess_seconds", "Batched preprocessing time per batch", buckets=LATENCY_BUCKETS, registry=r
+            "xpstream_inference_seconds",
+            "onnxruntime time per batch (preprocessing graph included)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
             "xpstream_batch_size", "Spectra per inference batch", buckets=BATCH_BUCKETS, registry=r

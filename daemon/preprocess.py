@@ -1,10 +1,10 @@
 """Regions -> grid spectrum: Shirley background, resampling onto the grid, area normalisation.
 
 This is the one place a measured spectrum is prepared. `regions_to_grid` is the numpy
-reference that training's real-spectrum checks and `xpstream predict` use; the daemon runs the
+reference that training's real-spectrum checks use; the daemon and `xpstream predict` run the
 same steps batched as a small ONNX graph (`models/preprocess.onnx`, built from
-`xpstream.train.preprocess_graph`) on the model's execution provider, and a test holds the two
-equal to 1e-5. Contract: regions on the grid, zero elsewhere, sum 1.
+`xpstream.train.preprocess_graph`) merged in front of the model (see daemon/infer.py), and a
+test holds the two equal to 1e-5. Contract: regions on the grid, zero elsewhere, sum 1.
 
 Steps per region: (1) an irregular energy axis is resampled to a uniform one with the same
 number of points; (2) a Shirley background (SHIRLEY_ITERATIONS fixed iterations, end levels the
@@ -16,7 +16,6 @@ normalised to unit area.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -113,17 +112,3 @@ def pad_regions(spectra: list[list[Region]]) -> RegionBatch:
         np.array([len(r[3]) for r in rows], dtype=np.int64),
         assign,
     )
-
-
-class GraphPreprocessor:
-    """The batched preprocessing graph in an onnxruntime session (on the model's provider)."""
-
-    def __init__(self, path: str | Path, providers: list[str]):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(path), providers=providers)
-
-    def run(self, spectra: list[list[Region]]) -> np.ndarray:
-        """Grid spectra (N, GRID_SIZE) float32 for N lists of regions."""
-        (out,) = self.session.run(None, pad_regions(spectra).feeds())
-        return out

@@ -18,17 +18,15 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from xpstream.contract import GRID_SIZE, ContractError, Prediction
+from xpstream.contract import NUM_LABELS, ContractError, Prediction
 from xpstream.daemon.batcher import MicroBatcher
 from xpstream.daemon.config import Config
 from xpstream.daemon.infer import LoadedModel, load_model
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
-from xpstream.daemon.preprocess import GraphPreprocessor
 from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
 from xpstream.daemon.sources import Failure, Item
-from xpstream.models import preprocess_model_path
 
 log = logging.getLogger("xpstream.service")
 MODEL_CHECK_S = 1.0
@@ -111,8 +109,6 @@ class Service:
 
     def _load(self, path: Path) -> LoadedModel:
         model = load_model(path, threads=self.config.model.threads)
-        # the preprocessing graph runs where the model runs, so a batch crosses to the device once
-        self.preprocessor = GraphPreprocessor(preprocess_model_path(), model.session.get_providers())
         meta = model.metadata
         self.metrics.model.info({"model_id": meta.model_id, "version": meta.version, "provider": model.provider})
         log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
@@ -181,17 +177,15 @@ class Service:
 
     def _infer(self, batch: list[Item]) -> None:
         self.metrics.queue_depth.set(len(self.batcher))
-        spectra = np.empty((len(batch), GRID_SIZE), dtype=np.float32)
-        with_regions = [i for i, item in enumerate(batch) if item.spectrum is None]
-        for i, item in enumerate(batch):
-            if item.spectrum is not None:
-                spectra[i] = item.spectrum
+        probabilities = np.empty((len(batch), NUM_LABELS), dtype=np.float32)
+        shift_ev = np.empty(len(batch), dtype=np.float32)
+        grid = [i for i, item in enumerate(batch) if item.spectrum is not None]
+        regions = [i for i, item in enumerate(batch) if item.spectrum is None]
         start = time.monotonic()
-        if with_regions:
-            spectra[with_regions] = self.preprocessor.run([batch[i].regions for i in with_regions])
-            self.metrics.preprocess.observe(time.monotonic() - start)
-            start = time.monotonic()
-        probabilities, shift_ev = self.model.run(spectra)
+        if grid:
+            probabilities[grid], shift_ev[grid] = self.model.run(np.stack([batch[i].spectrum for i in grid]))
+        if regions:  # preprocessing + model in one graph
+            probabilities[regions], shift_ev[regions] = self.model.run_regions([batch[i].regions for i in regions])
         inference_s = time.monotonic() - start
         self.metrics.inference.observe(inference_s)
         self.metrics.batch_size.observe(len(batch))

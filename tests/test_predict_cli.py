@@ -44,3 +44,15 @@ def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):
     # regions are missing; issue 9 teaches it what was measured)
     assert {"benzene_ring", "alkane"} <= set(ps["labels"])
     assert ps["shift_ev"] == pytest.approx(1.5, abs=0.2)
+
+
+def test_merged_preprocessing_and_model_equal_the_two_steps():
+    """run_regions (preprocessing graph + model, one session) = model.run(numpy reference)."""
+    from xpstream.daemon.parse import parse_file
+    from xpstream.daemon.preprocess import regions_to_grid
+
+    model = load_model(default_model_path())
+    spectra = [parse_file(REALXPS / n).regions for n in ("lg4x_PET_C1s.csv", "pynx_PBTTT_specs.xml")]
+    probs, shift = model.run_regions(spectra)
+    ref_probs, ref_shift = model.run(np.stack([regions_to_grid(r) for r in spectra]))
+    assert np.abs(probs - ref_probs).max() < 1e-4 and np.abs(shift - ref_shift).max() < 1e-4

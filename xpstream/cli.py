@@ -191,7 +191,6 @@ def cmd_predict(args) -> None:
     from xpstream.contract import Prediction
     from xpstream.daemon.infer import load_model
     from xpstream.daemon.parse import parse_file
-    from xpstream.daemon.preprocess import regions_to_grid
     from xpstream.models import default_model_path
 
     model = load_model(args.model or default_model_path())
@@ -200,12 +199,11 @@ def cmd_predict(args) -> None:
     for path in args.files:
         try:
             parsed = parse_file(path)
-            spectrum = regions_to_grid(parsed.regions)[None, :]
         except (ValueError, OSError) as err:
             failed += 1
             print(f"{path}: error: {err}", file=sys.stderr)
             continue
-        probs, shift = model.run(spectrum)
+        probs, shift = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
         pred = Prediction.from_outputs(str(path), probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
         if args.json:
             print(

@@ -326,3 +326,14 @@ def test_systemd_notifications_ready_watchdog_stopping(tmp_path):
     finally:
         d.close()
         notify.close()
+
+
+def test_polling_observer_for_network_shares(tmp_path):
+    d = Daemon(tmp_path, "--polling")
+    try:
+        (d.folder / "deep" / "er").mkdir(parents=True)
+        shutil.copy(REALXPS / "pynx_PBTTT_specs.xml", d.folder / "deep" / "er" / "pbttt.xml")
+        ((topic, message),) = d.receive(1)
+        assert topic == "xps/deep/prediction" and message["id"] == "pbttt.xml"
+    finally:
+        assert d.stop() == 0

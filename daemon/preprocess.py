@@ -82,7 +82,7 @@ class RegionBatch:
     start: np.ndarray  # (M,) float64, binding energy of the first point
     step: np.ndarray  # (M,) float64 (float32 would misplace a region's last point on the grid)
     length: np.ndarray  # (M,) int64
-    assign: np.ndarray  # (N, M) float32, 1 where region m belongs to spectrum n
+    owner: np.ndarray  # (M,) int64, the spectrum each region belongs to
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {
@@ -90,25 +90,23 @@ class RegionBatch:
             "start": self.start,
             "step": self.step,
             "length": self.length,
-            "assign": self.assign,
+            "owner": self.owner,
         }
 
 
 def pad_regions(spectra: list[list[Region]]) -> RegionBatch:
     """Pack the regions of N spectra into padded arrays (uniform axes)."""
+    if not spectra or any(not regions for regions in spectra):
+        raise ContractError("every spectrum to preprocess needs at least one region")
     rows = [(n, *uniform_axis(r)) for n, regions in enumerate(spectra) for r in regions]
-    if not rows:
-        raise ContractError("no regions to preprocess")
     width = max(len(c) for *_, c in rows)
     counts = np.zeros((len(rows), width), dtype=np.float32)
-    assign = np.zeros((len(spectra), len(rows)), dtype=np.float32)
-    for m, (n, _, _, c) in enumerate(rows):
+    for m, (_, _, _, c) in enumerate(rows):
         counts[m, : len(c)] = c
-        assign[n, m] = 1.0
     return RegionBatch(
         counts,
         np.array([r[1] for r in rows], dtype=np.float64),
         np.array([r[2] for r in rows], dtype=np.float64),
         np.array([len(r[3]) for r in rows], dtype=np.int64),
-        assign,
+        np.array([r[0] for r in rows], dtype=np.int64),
     )

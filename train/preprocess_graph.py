@@ -2,7 +2,8 @@
 (`xpstream export-preprocess` writes models/preprocess.onnx, which ships).
 
 Inputs (see xpstream.daemon.preprocess.pad_regions): counts [M, L] float32, start [M] and
-step [M] float64, length [M] int64, assign [N, M] float32. Output: spectra [N, 6601] float32, the same as the
+step [M] float64, length [M] int64, owner [M] int64 (the spectrum each region belongs to; every
+spectrum 0..N-1 has at least one region). Output: spectra [N, 6601] float32, the same as the
 numpy reference `regions_to_grid` for each spectrum; the arithmetic inside is float64.
 """
 
@@ -17,20 +18,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xpstream.contract import CONTRACT_VERSION
-from xpstream.daemon.preprocess import END_POINTS, GRID, SHIRLEY_ITERATIONS
+from xpstream.contract import CONTRACT_VERSION, GRID_SIZE, GRID_START_EV, GRID_STEP_EV
+from xpstream.daemon.preprocess import END_POINTS, SHIRLEY_ITERATIONS
 
-INPUTS = ("counts", "start", "step", "length", "assign")
+INPUTS = ("counts", "start", "step", "length", "owner")
 
 
 class RegionsToGrid(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("grid", torch.tensor(GRID, dtype=torch.float64))
+    """Regions of N spectra -> N grid spectra (see the module docstring)."""
 
-    def forward(self, counts, start, step, length, assign):
+    def forward(self, counts, start, step, length, owner):
         # float64 inside: energies near 700 eV and cumulative areas need more than float32
-        counts, assign = counts.double(), assign.double()
+        counts = counts.double()
         width = counts.shape[1]
         index = torch.arange(width, device=counts.device)[None, :]
         inside = (index < length[:, None]).to(counts.dtype)
@@ -53,16 +52,28 @@ class RegionsToGrid(nn.Module):
             ratio = torch.where(total > 0, area / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
             background = low + (high - low) * ratio
         signal = (counts - background) * inside
-        # linear interpolation onto the grid, zero outside [first point, last point]
-        position = (self.grid[None, :] - start[:, None]) / step[:, None]
+        # linear interpolation onto the grid points each region covers (a window of W points
+        # starting at the first grid point at or above the region's start), zero elsewhere
+        first_point = torch.ceil((start - GRID_START_EV) / GRID_STEP_EV - 1e-9).clamp(min=0)
+        stop = start + (length - 1).double() * step
+        last_point = torch.floor((stop - GRID_START_EV) / GRID_STEP_EV + 1e-9).clamp(max=GRID_SIZE - 1)
+        window = (last_point - first_point).max().long() + 1
+        point = first_point[:, None] + torch.arange(window, device=counts.device)[None, :]
+        energy = GRID_START_EV + point * GRID_STEP_EV
+        position = (energy - start[:, None]) / step[:, None]
         left = torch.floor(position)
         frac = position - left
-        on_region = (position >= 0) & (position <= last_index.to(position.dtype))
+        on_region = (position >= 0) & (position <= last_index.double()) & (point <= GRID_SIZE - 1)
         left = left.clamp(0, width - 1).long()
         right = (left + 1).clamp(max=width - 1)
-        rows = torch.gather(signal, 1, left) * (1 - frac) + torch.gather(signal, 1, right) * frac
-        rows = torch.where(on_region, rows, torch.zeros_like(rows))
-        spectra = F.relu(assign @ rows)
+        values = torch.gather(signal, 1, left) * (1 - frac) + torch.gather(signal, 1, right) * frac
+        values = torch.where(on_region, values, torch.zeros_like(values))
+        # add each region's window into its spectrum (flat index owner * GRID_SIZE + point)
+        n_spectra = owner.max() + 1
+        flat = (owner[:, None] * GRID_SIZE + point.long().clamp(max=GRID_SIZE - 1)).reshape(-1)
+        spectra = torch.zeros(n_spectra * GRID_SIZE, dtype=values.dtype, device=counts.device)
+        spectra = spectra.scatter_add(0, flat, values.reshape(-1)).reshape(-1, GRID_SIZE)
+        spectra = F.relu(spectra)
         total = spectra.sum(dim=1, keepdim=True)
         return (spectra / torch.where(total > 0, total, torch.ones_like(total))).float()
 
@@ -74,7 +85,7 @@ def export_preprocess(path: str | Path, opset: int = 17) -> Path:
         torch.tensor([280.0, 525.0, 280.0], dtype=torch.float64),
         torch.tensor([0.1, 0.1, 0.05], dtype=torch.float64),
         torch.tensor([50, 40, 50]),
-        torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+        torch.tensor([0, 0, 1]),
     )
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -90,7 +101,7 @@ def export_preprocess(path: str | Path, opset: int = 17) -> Path:
                 "start": {0: "regions"},
                 "step": {0: "regions"},
                 "length": {0: "regions"},
-                "assign": {0: "spectra", 1: "regions"},
+                "owner": {0: "regions"},
                 "spectra": {0: "spectra"},
             },
             opset_version=opset,

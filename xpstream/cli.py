@@ -305,6 +305,11 @@ def cmd_subscribe(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.what == "daemon":
+        from xpstream.daemon.bench import bench_daemon
+
+        bench_daemon(json_path=args.json)
+        return
     from xpstream.train import bench
 
     if args.what == "generator":
@@ -436,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_subscribe)
 
     p = sub.add_parser("bench", help="benchmarks: generator spectra/s, or model-only onnxruntime speed")
-    p.add_argument("what", choices=["generator", "models"], nargs="?", default="generator")
+    p.add_argument("what", choices=["generator", "models", "daemon"], nargs="?", default="generator")
     p.add_argument("--model", default="models/xpstream-stn.onnx", help="exported model to time (models)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (models)")
     p.add_argument("--n", type=int, default=65536)

@@ -1,0 +1,233 @@
+"""End-to-end daemon benchmark through real ZeroMQ sockets on 127.0.0.1, with its references
+measured in the same run: the model alone at the same batch size, and a naive one-at-a-time
+loop (decode, preprocess, one inference call, publish). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from xpstream.contract import GRID_SIZE, Prediction, energy_grid
+from xpstream.daemon.infer import load_model
+from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
+from xpstream.daemon.preprocess import regions_to_grid
+from xpstream.models import default_model_path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def synthetic_messages(n: int, kind: str, seed: int = 0) -> list[bytes]:
+    """n messages of plausible spectra: grid-ready, or C 1s + O 1s regions on a kinetic axis."""
+    rng = np.random.default_rng(seed)
+    grid = energy_grid()
+    out = []
+    for i in range(n):
+        shift = rng.uniform(-3, 3)
+        y = np.zeros(GRID_SIZE)
+        for centre, height in ((285.0, 1.0), (286.6, 0.5), (289.0, 0.3), (532.2, 0.6), (533.7, 0.6)):
+            y += height * np.exp(-0.5 * ((grid - centre - shift) / 0.45) ** 2)
+        if kind == "grid":
+            out.append(encode_spectrum(f"g{i}", "bench", intensities=y * 1e4))
+        else:
+            regions = []
+            for name, lo, hi in (("C 1s", 278, 300), ("O 1s", 524, 542)):
+                keep = (grid >= lo) & (grid <= hi)
+                regions.append((name, 1486.6 - grid[keep], 1e4 * y[keep] + 100 + rng.poisson(5, keep.sum())))
+            out.append(encode_spectrum(f"r{i}", "bench", regions=regions, axis="kinetic", source_energy_ev=1486.6))
+    return out
+
+
+class _Daemon:
+    def __init__(self, tmp: Path, max_batch: int, max_wait_ms: float, watch: Path | None = None):
+        self.pull, self.pub, self.metrics = (
+            f"tcp://127.0.0.1:{_port()}",
+            f"tcp://127.0.0.1:{_port()}",
+            f"127.0.0.1:{_port()}",
+        )
+        args = [
+            sys.executable,
+            "-m",
+            "xpstream",
+            "serve",
+            "--pull",
+            self.pull,
+            "--pub",
+            self.pub,
+            "--metrics",
+            self.metrics,
+            "--max-batch",
+            str(max_batch),
+            "--max-wait-ms",
+            str(max_wait_ms),
+            "--capacity",
+            str(max(4 * max_batch, 1024)),
+            "--journal",
+            str(tmp / "journal.sqlite"),
+            "--log-level",
+            "warning",
+            "--stable-s",
+            "0.2",
+        ]
+        args += ["--watch", str(watch)] if watch else ["--no-watch"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
+        self.sub.connect(self.pub)
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.SNDHWM, 0)
+        self.push.connect(self.pull)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.metrics}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(0.5)
+
+    def receive(self, n: int, timeout: float) -> list[tuple[float, dict]]:
+        out, deadline = [], time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            if self.sub.poll(100):
+                _, payload = self.sub.recv_multipart()
+                out.append((time.monotonic(), msgpack.unpackb(payload, raw=False)))
+        return out
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        self.sub.close(linger=0)
+        self.push.close(linger=0)
+        self.ctx.term()
+
+
+def _throughput(d: _Daemon, messages: list[bytes]) -> float:
+    start = time.monotonic()
+    for m in messages:
+        d.push.send(m)
+    got = d.receive(len(messages), timeout=300)
+    if len(got) != len(messages):
+        raise RuntimeError(f"received {len(got)} of {len(messages)} predictions")
+    return len(messages) / (got[-1][0] - start)
+
+
+def _latency_at(d: _Daemon, messages: list[bytes], rate: float) -> tuple[float, float, float]:
+    """Send at a fixed rate; (p50 ms, p99 ms, achieved rate) from send to receipt."""
+    sent = {}
+    start = time.monotonic()
+    results = []
+    for i, m in enumerate(messages):
+        due = start + i / rate
+        while (now := time.monotonic()) < due:
+            if d.sub.poll(0):
+                _, payload = d.sub.recv_multipart()
+                results.append((time.monotonic(), msgpack.unpackb(payload, raw=False)))
+            elif due - now > 0.0005:
+                time.sleep(0.0002)
+        sent[decode_id(m)] = time.monotonic()
+        d.push.send(m)
+    results += d.receive(len(messages) - len(results), timeout=60)
+    latency = np.array([(t - sent[r["id"]]) * 1000 for t, r in results])
+    return (
+        float(np.percentile(latency, 50)),
+        float(np.percentile(latency, 99)),
+        len(messages) / (time.monotonic() - start),
+    )
+
+
+def decode_id(payload: bytes) -> str:
+    return msgpack.unpackb(payload, raw=False)["id"]
+
+
+def _naive(messages: list[bytes], model) -> float:
+    """One at a time: decode, preprocess (numpy), one inference call, publish."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(f"tcp://127.0.0.1:{_port()}")
+    meta = model.metadata
+    start = time.monotonic()
+    for payload in messages:
+        msg = decode_spectrum(payload)
+        spectrum = msg.spectrum if msg.spectrum is not None else regions_to_grid(msg.regions)
+        probs, shift = model.run(spectrum[None, :])
+        pred = Prediction.from_outputs(msg.id, probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
+        pub.send_multipart([b"xps/bench/prediction", encode_prediction(pred, msg.id, {})])
+    rate = len(messages) / (time.monotonic() - start)
+    pub.close(linger=0)
+    ctx.term()
+    return rate
+
+
+def _model_only(model, batch: int, seconds: float = 2.0) -> float:
+    x = np.random.default_rng(0).random((batch, GRID_SIZE), dtype=np.float32)
+    model.run(x)
+    runs, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        model.run(x)
+        runs += 1
+    return runs * batch / (time.monotonic() - start)
+
+
+def bench_daemon(
+    n: int = 20000, batch: int = 256, rate: float = 1000.0, files: int = 300, json_path: str | None = None
+):
+    """Run every measurement and print the table."""
+    tmp = Path(tempfile.mkdtemp())
+    model = load_model(default_model_path(), threads=2)
+    grid_msgs, region_msgs = synthetic_messages(n, "grid"), synthetic_messages(n // 4, "regions", seed=1)
+    results = {"model_only_per_s": _model_only(model, batch), "batch": batch}
+    d = _Daemon(tmp, batch, 5.0)
+    try:
+        results["daemon_grid_per_s"] = _throughput(d, grid_msgs)
+        results["daemon_regions_per_s"] = _throughput(d, region_msgs)
+        p50, p99, achieved = _latency_at(d, synthetic_messages(int(5 * rate), "grid", seed=2), rate)
+        results.update(latency_p50_ms=p50, latency_p99_ms=p99, offered_per_s=achieved)
+    finally:
+        d.close()
+    results["naive_grid_per_s"] = _naive(grid_msgs[:2000], model)
+    results["naive_regions_per_s"] = _naive(region_msgs[:1000], model)
+    watch = tmp / "incoming"
+    watch.mkdir()
+    d = _Daemon(tmp, batch, 5.0, watch=watch)
+    try:
+        source = Path(__file__).resolve().parents[2] / "shared" / "realxps" / "cheminfo_perovskite_kratos.vms"
+        if not source.exists():
+            source = Path("../shared/realxps/cheminfo_perovskite_kratos.vms")
+        start = time.monotonic()
+        for i in range(files):
+            shutil.copy(source, watch / f"f{i:05d}.vms")
+        got = d.receive(files, timeout=600)
+        results["folder_vamas_files_per_s"] = len(got) / (got[-1][0] - start) if got else 0.0
+    finally:
+        d.close()
+    ratios = {
+        "daemon grid / model-only (same batch)": results["daemon_grid_per_s"] / results["model_only_per_s"],
+        "daemon grid / naive grid": results["daemon_grid_per_s"] / results["naive_grid_per_s"],
+        "daemon regions / naive regions": results["daemon_regions_per_s"] / results["naive_regions_per_s"],
+    }
+    print(f"daemon benchmark (CPU, onnxruntime 2 threads, batch {batch}, max wait 5 ms)")
+    for key, value in results.items():
+        print(f"  {key:28s} {value:12,.1f}")
+    for key, value in ratios.items():
+        print(f"  {key:40s} {value:6.2f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
+    return results, ratios

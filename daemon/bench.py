@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import msgpack
@@ -20,16 +16,11 @@ import numpy as np
 import zmq
 
 from xpstream.contract import GRID_SIZE, Prediction, energy_grid
+from xpstream.daemon.harness import DaemonProcess, free_port
 from xpstream.daemon.infer import load_model
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
 from xpstream.daemon.preprocess import regions_to_grid
 from xpstream.models import default_model_path
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synthetic_messages(n: int, kind: str, seed: int = 0) -> list[bytes]:
@@ -53,115 +44,45 @@ def synthetic_messages(n: int, kind: str, seed: int = 0) -> list[bytes]:
     return out
 
 
-class _Daemon:
-    def __init__(self, tmp: Path, max_batch: int, max_wait_ms: float, watch: Path | None = None):
-        self.pull, self.pub, self.metrics = (
-            f"tcp://127.0.0.1:{_port()}",
-            f"tcp://127.0.0.1:{_port()}",
-            f"127.0.0.1:{_port()}",
-        )
-        args = [
-            sys.executable,
-            "-m",
-            "xpstream",
-            "serve",
-            "--pull",
-            self.pull,
-            "--pub",
-            self.pub,
-            "--metrics",
-            self.metrics,
-            "--max-batch",
-            str(max_batch),
-            "--max-wait-ms",
-            str(max_wait_ms),
-            "--capacity",
-            str(max(4 * max_batch, 1024)),
-            "--journal",
-            str(tmp / "journal.sqlite"),
-            "--log-level",
-            "warning",
-            "--stable-s",
-            "0.2",
-        ]
-        args += ["--watch", str(watch)] if watch else ["--no-watch"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
-        self.sub.connect(self.pub)
-        self.push = self.ctx.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.SNDHWM, 0)
-        self.push.connect(self.pull)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://{self.metrics}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(0.5)
-
-    def receive(self, n: int, timeout: float) -> list[tuple[float, dict]]:
-        out, deadline = [], time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            if self.sub.poll(100):
-                _, payload = self.sub.recv_multipart()
-                out.append((time.monotonic(), msgpack.unpackb(payload, raw=False)))
-        return out
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.sub.close(linger=0)
-        self.push.close(linger=0)
-        self.ctx.term()
+def _daemon(state: Path, batch: int, watch: bool = False) -> DaemonProcess:
+    extra = ["--max-batch", str(batch), "--max-wait-ms", "5", "--capacity", str(max(4 * batch, 1024))]
+    return DaemonProcess(state, *extra, "--log-level", "warning", "--stable-s", "0.2", watch=watch)
 
 
-def _throughput(d: _Daemon, messages: list[bytes]) -> float:
+def _throughput(d: DaemonProcess, messages: list[bytes]) -> float:
     start = time.monotonic()
     for m in messages:
         d.push.send(m)
     got = d.receive(len(messages), timeout=300)
     if len(got) != len(messages):
         raise RuntimeError(f"received {len(got)} of {len(messages)} predictions")
-    return len(messages) / (got[-1][0] - start)
+    return len(messages) / (d.arrivals[-1] - start)
 
 
-def _latency_at(d: _Daemon, messages: list[bytes], rate: float) -> tuple[float, float, float]:
+def _latency_at(d: DaemonProcess, messages: list[bytes], rate: float) -> tuple[float, float, float]:
     """Send at a fixed rate; (p50 ms, p99 ms, achieved rate) from send to receipt."""
-    sent = {}
+    sent, received = {}, []
+    first = len(d.arrivals)
     start = time.monotonic()
-    results = []
     for i, m in enumerate(messages):
         due = start + i / rate
-        while (now := time.monotonic()) < due:
-            if d.sub.poll(0):
-                _, payload = d.sub.recv_multipart()
-                results.append((time.monotonic(), msgpack.unpackb(payload, raw=False)))
-            elif due - now > 0.0005:
-                time.sleep(0.0002)
-        sent[decode_id(m)] = time.monotonic()
+        while time.monotonic() < due:
+            received += d.receive(1, timeout=0)  # collect while waiting for the next send
+            time.sleep(0.0002)
+        sent[msgpack.unpackb(m, raw=False)["id"]] = time.monotonic()
         d.push.send(m)
-    results += d.receive(len(messages) - len(results), timeout=60)
-    latency = np.array([(t - sent[r["id"]]) * 1000 for t, r in results])
-    return (
-        float(np.percentile(latency, 50)),
-        float(np.percentile(latency, 99)),
-        len(messages) / (time.monotonic() - start),
-    )
-
-
-def decode_id(payload: bytes) -> str:
-    return msgpack.unpackb(payload, raw=False)["id"]
+    achieved = len(messages) / (time.monotonic() - start)
+    received += d.receive(len(messages) - len(received), timeout=60)
+    arrivals = d.arrivals[first:]
+    latency = np.array([(t - sent[body["id"]]) * 1000 for t, (_, body) in zip(arrivals, received, strict=True)])
+    return float(np.percentile(latency, 50)), float(np.percentile(latency, 99)), achieved
 
 
 def _naive(messages: list[bytes], model) -> float:
     """One at a time: decode, preprocess (numpy), one inference call, publish."""
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
-    pub.bind(f"tcp://127.0.0.1:{_port()}")
+    pub.bind(f"tcp://127.0.0.1:{free_port()}")
     meta = model.metadata
     start = time.monotonic()
     for payload in messages:
@@ -194,30 +115,28 @@ def bench_daemon(
     model = load_model(default_model_path(), threads=2)
     grid_msgs, region_msgs = synthetic_messages(n, "grid"), synthetic_messages(n // 4, "regions", seed=1)
     results = {"model_only_per_s": _model_only(model, batch), "batch": batch}
-    d = _Daemon(tmp, batch, 5.0)
+    d = _daemon(tmp / "pushed", batch)
     try:
         results["daemon_grid_per_s"] = _throughput(d, grid_msgs)
         results["daemon_regions_per_s"] = _throughput(d, region_msgs)
         p50, p99, achieved = _latency_at(d, synthetic_messages(int(5 * rate), "grid", seed=2), rate)
         results.update(latency_p50_ms=p50, latency_p99_ms=p99, offered_per_s=achieved)
     finally:
-        d.close()
+        d.stop()
     results["naive_grid_per_s"] = _naive(grid_msgs[:2000], model)
     results["naive_regions_per_s"] = _naive(region_msgs[:1000], model)
-    watch = tmp / "incoming"
-    watch.mkdir()
-    d = _Daemon(tmp, batch, 5.0, watch=watch)
+    d = _daemon(tmp / "folder", batch, watch=True)
     try:
         source = Path(__file__).resolve().parents[2] / "shared" / "realxps" / "cheminfo_perovskite_kratos.vms"
         if not source.exists():
             source = Path("../shared/realxps/cheminfo_perovskite_kratos.vms")
         start = time.monotonic()
         for i in range(files):
-            shutil.copy(source, watch / f"f{i:05d}.vms")
+            shutil.copy(source, d.folder / f"f{i:05d}.vms")
         got = d.receive(files, timeout=600)
-        results["folder_vamas_files_per_s"] = len(got) / (got[-1][0] - start) if got else 0.0
+        results["folder_vamas_files_per_s"] = len(got) / (d.arrivals[-1] - start) if got else 0.0
     finally:
-        d.close()
+        d.stop()
     ratios = {
         "daemon grid / model-only (same batch)": results["daemon_grid_per_s"] / results["model_only_per_s"],
         "daemon grid / naive grid": results["daemon_grid_per_s"] / results["naive_grid_per_s"],

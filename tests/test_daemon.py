@@ -8,111 +8,22 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import pytest
 import zmq
 
 from tests.conftest import REALXPS, draw
 from xpstream.contract import GRID_SIZE, energy_grid
+from xpstream.daemon.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
 
 GRID = energy_grid()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Daemon:
-    """`xpstream serve` in a subprocess, with a SUB client and a PUSH client attached."""
-
-    def __init__(self, tmp: Path, *extra: str, watch: bool = True, env: dict | None = None):
-        self.pull = f"tcp://127.0.0.1:{free_port()}"
-        self.pub = f"tcp://127.0.0.1:{free_port()}"
-        self.metrics = f"127.0.0.1:{free_port()}"
-        self.folder = tmp / "incoming"
-        self.folder.mkdir(exist_ok=True)
-        args = [
-            sys.executable,
-            "-m",
-            "xpstream",
-            "serve",
-            "--pull",
-            self.pull,
-            "--pub",
-            self.pub,
-            "--metrics",
-            self.metrics,
-            "--journal",
-            str(tmp / "journal.sqlite"),
-            "--stable-s",
-            "0.3",
-            *extra,
-        ]
-        args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
-        self.log = open(tmp / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs, closed in close()
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        self.context = zmq.Context()
-        self.sub = self.context.socket(zmq.SUB)
-        self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        self.sub.connect(self.pub)
-        self.push = self.context.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.SNDHWM, 0)
-        self.push.connect(self.pull)
-        self.wait_ready()
-
-    def wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "daemon exited during start-up"
-            try:
-                if urllib.request.urlopen(f"http://{self.metrics}/healthz", timeout=1).status == 200:
-                    time.sleep(0.5)  # let the SUB connection settle (ZeroMQ slow joiner)
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("daemon not ready in time")
-
-    def receive(self, n: int, timeout=60.0) -> list[tuple[str, dict]]:
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            if self.sub.poll(200):
-                topic, payload = self.sub.recv_multipart()
-                out.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
-        return out
-
-    def scrape(self) -> dict[str, float]:
-        text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5).read().decode()
-        values = {}
-        for line in text.splitlines():
-            if line.startswith("xpstream_") and " " in line:
-                key, value = line.rsplit(" ", 1)
-                values[key] = float(value)
-        return values
-
-    def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self.close()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.sub.close(linger=0)
-        self.push.close(linger=0)
-        self.context.term()
-        self.log.close()
+def Daemon(tmp: Path, *extra: str, watch: bool = True, env: dict | None = None) -> DaemonProcess:
+    return DaemonProcess(tmp, *extra, watch=watch, env=env, ready_s=60)
 
 
 @pytest.fixture

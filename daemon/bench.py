@@ -150,3 +150,27 @@ def bench_daemon(
     if json_path:
         Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
     return results, ratios
+
+
+def bench_ray(files: int = 400, json_path: str | None = None) -> dict:
+    """`xpstream batch` on a local Ray instance: files/s with 1 and 2 workers, same files."""
+    from xpstream.daemon.archive import run_batch
+
+    tmp = Path(tempfile.mkdtemp())
+    source = Path(__file__).resolve().parents[2] / "shared" / "realxps" / "cheminfo_perovskite_kratos.vms"
+    archive = tmp / "archive"
+    archive.mkdir()
+    for i in range(files):
+        shutil.copy(source, archive / f"f{i:05d}.vms")
+    rates = {}
+    for workers in (1, 2):
+        start = time.monotonic()
+        run_batch([str(archive)], str(tmp / f"out{workers}"), str(default_model_path()), workers=workers)
+        rates[workers] = files / (time.monotonic() - start)
+    print(f"xpstream batch on local Ray, {files} VAMAS files (start-up included)")
+    for workers, rate in rates.items():
+        print(f"  {workers} worker(s): {rate:8.1f} files/s")
+    print(f"  2 / 1 workers: {rates[2] / rates[1]:.2f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"files": files, "files_per_s": rates}, indent=1))
+    return rates

@@ -304,11 +304,23 @@ def cmd_subscribe(args) -> None:
         context.term()
 
 
-def cmd_bench(args) -> None:
-    if args.what == "daemon":
-        from xpstream.daemon.bench import bench_daemon
+def cmd_batch(args) -> None:
+    from xpstream.daemon.archive import run_batch
+    from xpstream.models import default_model_path
 
-        bench_daemon(json_path=args.json)
+    model = args.model or str(default_model_path())
+    summary = run_batch(args.sources, str(args.out), model, args.address, args.workers, args.batch_size)
+    print(f"analysed {summary['files']} files; results in {args.out}")
+
+
+def cmd_bench(args) -> None:
+    if args.what in ("daemon", "ray"):
+        from xpstream.daemon import bench as daemon_bench
+
+        if args.what == "daemon":
+            daemon_bench.bench_daemon(json_path=args.json)
+        else:
+            daemon_bench.bench_ray(json_path=args.json)
         return
     from xpstream.train import bench
 
@@ -440,8 +452,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_subscribe)
 
+    p = sub.add_parser("batch", help="re-analyse archived files on Ray (local, or a cluster); Parquet out")
+    p.add_argument("sources", nargs="+", help="files or folders (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="output folder of Parquet files")
+    p.add_argument("--model", help="ONNX model (default: the shipped one)")
+    p.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    p.add_argument("--workers", type=int, default=2, help="actors, one onnxruntime session each")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_batch)
+
     p = sub.add_parser("bench", help="benchmarks: generator spectra/s, or model-only onnxruntime speed")
-    p.add_argument("what", choices=["generator", "models", "daemon"], nargs="?", default="generator")
+    p.add_argument("what", choices=["generator", "models", "daemon", "ray"], nargs="?", default="generator")
     p.add_argument("--model", default="models/xpstream-stn.onnx", help="exported model to time (models)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (models)")
     p.add_argument("--n", type=int, default=65536)

@@ -103,7 +103,7 @@ def run_batch(
             FilePredictor,
             fn_constructor_kwargs={"model_path": str(model_path)},
             batch_size=batch_size,
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
         results.write_parquet(out)

@@ -5,6 +5,8 @@ Every key and its default (an empty file is a valid configuration):
     [model]
     path = ""                 # ONNX model; "" = the shipped models/xpstream-stn.onnx
     threads = 0               # onnxruntime intra-op threads; 0 = onnxruntime's choice
+    ray_address = ""          # "" = in this process; "local" or a cluster address = on Ray actors
+    ray_actors = 1            # model actors on Ray (round robin over batches)
 
     [watch]
     folders = ["~/xpstream/incoming"]   # [] = no folder watching
@@ -49,6 +51,8 @@ class ConfigError(ValueError):
 class ModelConfig:
     path: str = ""
     threads: int = 0
+    ray_address: str = ""
+    ray_actors: int = 1
 
 
 @dataclass
@@ -155,6 +159,7 @@ def _check(c: Config) -> None:
         (c.watch.stable_s >= 0, "watch.stable_s must be >= 0"),
         (c.zmq.max_message_bytes > 0, "zmq.max_message_bytes must be positive"),
         (c.model.threads >= 0, "model.threads must be >= 0"),
+        (c.model.ray_actors >= 1, "model.ray_actors must be >= 1"),
         (not c.metrics.address or ":" in c.metrics.address, "metrics.address must be HOST:PORT or empty"),
         (bool(c.zmq.pub), "zmq.pub must name an endpoint"),
     ]

@@ -108,7 +108,17 @@ class Service:
         return sources
 
     def _load(self, path: Path) -> LoadedModel:
-        model = load_model(path, threads=self.config.model.threads)
+        m = self.config.model
+        if m.ray_address:
+            from xpstream.daemon import ray_inference
+
+            ray_inference.connect(m.ray_address)
+            old = getattr(self, "model", None)
+            model = ray_inference.RayModel(path, m.threads, m.ray_actors)
+            if old is not None:
+                old.close()
+        else:
+            model = load_model(path, threads=m.threads)
         meta = model.metadata
         self.metrics.model.info({"model_id": meta.model_id, "version": meta.version, "provider": model.provider})
         log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
@@ -220,6 +230,11 @@ class Service:
 
     def _shutdown(self) -> None:
         self.publisher.close()
+        if self.config.model.ray_address:
+            from xpstream.daemon import ray_inference
+
+            self.model.close()
+            ray_inference.disconnect()
         if self.journal is not None:
             self.journal.close()
         if self._http is not None:

@@ -50,3 +50,28 @@ def test_batch_equals_the_daemon_and_records_failures(tmp_path):
         assert row["shift_ev"] == pytest.approx(body["shift_ev"], abs=1e-5)
         assert list(row["probabilities"]) == pytest.approx([body["probabilities"][n] for n in LABEL_NAMES], abs=1e-5)
         assert row["model"] == body["model"] and row["model_version"] == body["model_version"]
+
+
+def test_daemon_inference_on_ray_actors(tmp_path, library):
+    """`serve --ray local`: the same batching, publishing and metrics, the model on Ray actors."""
+    from tests.conftest import draw
+    from xpstream.daemon.infer import load_model
+    from xpstream.daemon.messages import encode_spectrum
+    from xpstream.models import default_model_path
+
+    _, batch = draw(library, n=6, seed=9, max_shift_ev=3.0)
+    d = DaemonProcess(tmp_path, "--ray", "local", watch=False, ready_s=180)
+    try:
+        for i, spectrum in enumerate(batch.spectra):
+            d.push.send(encode_spectrum(f"s{i}", "esca1", intensities=spectrum))
+        published = {body["id"]: body for _, body in d.receive(6, timeout=120)}
+        info = [k for k in d.scrape() if k.startswith("xpstream_model_info")]
+    finally:
+        assert d.stop() == 0
+    assert len(info) == 1 and 'provider="ray:CPUExecutionProvider"' in info[0]
+    model = load_model(default_model_path())
+    probs, shift = model.run(batch.spectra)
+    for i in range(6):
+        body = published[f"s{i}"]
+        assert body["shift_ev"] == pytest.approx(float(shift[i]), abs=1e-5)
+        assert body["labels"] == [n for n, p, t in zip(LABEL_NAMES, probs[i], model.thresholds, strict=True) if p >= t]

@@ -245,6 +245,7 @@ def cmd_serve(args) -> None:
         key: value
         for key, value in {
             "model.path": args.model,
+            "model.ray_address": args.ray,
             "watch.folders": [] if args.no_watch else args.watch,
             "watch.polling": True if args.polling else None,
             "watch.stable_s": args.stable_s,
@@ -427,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the daemon (default: watch ~/xpstream/incoming, serve the shipped model)")
     p.add_argument("--config", type=Path, help="TOML configuration (keys in the README)")
     p.add_argument("--model", help="ONNX model file")
+    p.add_argument("--ray", help="run inference on Ray actors: 'local' or a cluster address (cluster extra)")
     p.add_argument("--watch", action="append", help="folder to watch (repeatable)")
     p.add_argument("--no-watch", action="store_true", help="watch no folder")
     p.add_argument("--polling", action="store_true", help="polling observer (network shares)")

@@ -16,6 +16,7 @@ Every key and its default (an empty file is a valid configuration):
     stable_s = 1.0            # a file is complete when its size stayed the same this long
     done_dir = ""             # move processed files here ("" = leave them)
     failed_dir = ""           # move files that failed here ("" = leave them)
+    max_file_bytes = 268435456  # larger files are refused unread
 
     [zmq]
     pull = []                 # endpoints to bind PULL sockets on (back-pressure when full)
@@ -66,6 +67,7 @@ class WatchConfig:
     stable_s: float = 1.0
     done_dir: str = ""
     failed_dir: str = ""
+    max_file_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass
@@ -157,6 +159,7 @@ def _check(c: Config) -> None:
         (c.batch.capacity >= c.batch.max_batch, "batch.capacity must be >= batch.max_batch"),
         (c.batch.max_wait_ms >= 0, "batch.max_wait_ms must be >= 0"),
         (c.watch.stable_s >= 0, "watch.stable_s must be >= 0"),
+        (c.watch.max_file_bytes > 0, "watch.max_file_bytes must be positive"),
         (c.zmq.max_message_bytes > 0, "zmq.max_message_bytes must be positive"),
         (c.model.threads >= 0, "model.threads must be >= 0"),
         (c.model.ray_actors >= 1, "model.ray_actors must be >= 1"),

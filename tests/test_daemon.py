@@ -248,3 +248,18 @@ def test_polling_observer_for_network_shares(tmp_path):
         assert topic == "xps/deep/prediction" and message["id"] == "pbttt.xml"
     finally:
         assert d.stop() == 0
+
+
+def test_oversized_files_and_messages_are_refused(tmp_path):
+    config = tmp_path / "limits.toml"
+    config.write_text("[watch]\nmax_file_bytes = 4096\n[zmq]\nmax_message_bytes = 100000\n")
+    d = Daemon(tmp_path, "--config", str(config))
+    try:
+        shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / "big.csv")  # about 10 kB
+        ((topic, error),) = d.receive(1)
+        assert topic == "xps/incoming/error" and error["reason"] == "io" and "max_file_bytes" in error["message"]
+        d.push.send(b"x" * 200_000)  # above ZMQ_MAXMSGSIZE: ZeroMQ drops the connection, not the daemon
+        d.push.send(encode_spectrum("ok", "esca1", intensities=np.ones(GRID_SIZE)))
+        assert d.proc.poll() is None
+    finally:
+        assert d.stop() == 0

@@ -142,6 +142,10 @@ class FolderSource:
                 self._move(p, Path(target).expanduser())
 
         try:
+            if stat.st_size > self.config.max_file_bytes:
+                raise OSError(
+                    f"{p.name}: {stat.st_size} bytes, above watch.max_file_bytes ({self.config.max_file_bytes})"
+                )
             parsed = parse_file(p)
         except (ValueError, OSError) as err:
             reason, message = ("io" if isinstance(err, OSError) else "parse"), str(err)

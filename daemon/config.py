@@ -35,6 +35,11 @@ Every key and its default (an empty file is a valid configuration):
 
     [state]
     journal = "~/.local/state/xpstream/journal.sqlite"
+
+    [security]
+    curve_server_secret = ""  # CURVE secret key file (zmq.auth format) of the daemon: PULL and
+                              # PUB become CURVE servers; "" = no encryption
+    curve_clients_dir = ""    # folder of allowed clients' public key files (*.key)
 """
 
 from __future__ import annotations
@@ -92,6 +97,12 @@ class MetricsConfig:
 
 
 @dataclass
+class SecurityConfig:
+    curve_server_secret: str = ""
+    curve_clients_dir: str = ""
+
+
+@dataclass
 class StateConfig:
     journal: str = "~/.local/state/xpstream/journal.sqlite"
 
@@ -104,6 +115,7 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None) -> Config:
@@ -165,6 +177,10 @@ def _check(c: Config) -> None:
         (c.model.ray_actors >= 1, "model.ray_actors must be >= 1"),
         (not c.metrics.address or ":" in c.metrics.address, "metrics.address must be HOST:PORT or empty"),
         (bool(c.zmq.pub), "zmq.pub must name an endpoint"),
+        (
+            bool(c.security.curve_server_secret) == bool(c.security.curve_clients_dir),
+            "security.curve_server_secret and security.curve_clients_dir go together",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -25,11 +25,14 @@ def error_topic(instrument: str) -> bytes:
 
 
 class Publisher:
-    def __init__(self, context: zmq.Context, endpoint: str):
+    def __init__(self, context: zmq.Context, endpoint: str, curve: tuple[bytes, bytes] | None = None):
         self.endpoint = endpoint
         self._queue: queue.Queue = queue.Queue()
         self._socket = context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, 100_000)
+        if curve is not None:  # subscribers must hold an allowed client key
+            self._socket.curve_publickey, self._socket.curve_secretkey = curve
+            self._socket.curve_server = True
         self._socket.bind(endpoint)
         self._thread = threading.Thread(target=self._loop, name="zmq-pub", daemon=True)
         self._thread.start()

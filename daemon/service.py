@@ -20,7 +20,7 @@ import zmq
 
 from xpstream.contract import NUM_LABELS, ContractError, Prediction
 from xpstream.daemon.batcher import MicroBatcher
-from xpstream.daemon.config import Config
+from xpstream.daemon.config import Config, ConfigError
 from xpstream.daemon.infer import LoadedModel, load_model
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.messages import encode_error, encode_prediction
@@ -82,7 +82,8 @@ class Service:
         self.batcher = MicroBatcher(b.max_batch, b.max_wait_ms / 1000, b.capacity, on_drop=self._dropped)
         self.metrics.queue_capacity.set(b.capacity)
         self.context = zmq.Context()
-        self.publisher = Publisher(self.context, config.zmq.pub)
+        self.curve = self._start_curve()
+        self.publisher = Publisher(self.context, config.zmq.pub, self.curve)
         self.journal = Journal(config.state.journal) if config.watch.folders else None
         self.sources = self._build_sources()
         self._stop = threading.Event()
@@ -100,12 +101,33 @@ class Service:
         if self.config.watch.folders:
             sources.append(FolderSource(self.config.watch, self.journal, self._put_blocking, self._fail))
         for endpoint in z.pull:
-            sources.append(SocketSource(self.context, "pull", endpoint, self._put, self._fail, z.max_message_bytes))
+            sources.append(
+                SocketSource(
+                    self.context, "pull", endpoint, self._put, self._fail, z.max_message_bytes, curve=self.curve
+                )
+            )
         for endpoint in z.sub:
             sources.append(
                 SocketSource(self.context, "sub", endpoint, self._put, self._fail, z.max_message_bytes, z.sub_topics)
             )
         return sources
+
+    def _start_curve(self) -> tuple[bytes, bytes] | None:
+        """CURVE keys of the daemon, with an authenticator that admits the allowed clients only."""
+        s = self.config.security
+        if not s.curve_server_secret:
+            return None
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = zmq.auth.load_certificate(Path(s.curve_server_secret).expanduser())
+        if secret is None:
+            raise ConfigError(f"security.curve_server_secret: {s.curve_server_secret} holds no secret key")
+        self.authenticator = ThreadAuthenticator(self.context)
+        self.authenticator.start()
+        self.authenticator.configure_curve(domain="*", location=str(Path(s.curve_clients_dir).expanduser()))
+        log.info("CURVE on PULL and PUB; allowed clients from %s", s.curve_clients_dir)
+        return public, secret
 
     def _load(self, path: Path) -> LoadedModel:
         m = self.config.model
@@ -230,6 +252,8 @@ class Service:
 
     def _shutdown(self) -> None:
         self.publisher.close()
+        if self.curve is not None:
+            self.authenticator.stop()
         if self.config.model.ray_address:
             from xpstream.daemon import ray_inference
 

@@ -34,6 +34,7 @@ class SocketSource:
         fail: Callable[[Failure], None],
         max_message_bytes: int,
         topics: list[str] = ("",),
+        curve: tuple[bytes, bytes] | None = None,
     ):
         if kind not in ("pull", "sub"):
             raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
@@ -43,6 +44,9 @@ class SocketSource:
         self.socket = context.socket(zmq.PULL if kind == "pull" else zmq.SUB)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None and kind == "pull":  # the daemon is the CURVE server of its PULL sockets
+            self.socket.curve_publickey, self.socket.curve_secretkey = curve
+            self.socket.curve_server = True
         if kind == "pull":
             self.socket.bind(endpoint)
         else:

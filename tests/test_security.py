@@ -1,0 +1,71 @@
+"""CURVE: with keys configured, only clients whose public key is in the allowed folder can push
+spectra in or read predictions out (real sockets on 127.0.0.1, real authenticator)."""
+
+import time
+
+import msgpack
+import zmq
+import zmq.auth
+
+from tests.conftest import draw
+from xpstream.daemon.harness import DaemonProcess
+from xpstream.daemon.messages import encode_spectrum
+
+
+def keys(folder, name):
+    folder.mkdir(exist_ok=True)
+    public_file, secret_file = zmq.auth.create_certificates(folder, name)
+    return zmq.auth.load_certificate(secret_file)
+
+
+def client(context, kind, endpoint, client_keys, server_public):
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    if client_keys is not None:
+        socket.curve_publickey, socket.curve_secretkey = client_keys
+        socket.curve_serverkey = server_public
+    if kind == zmq.SUB:
+        socket.setsockopt_string(zmq.SUBSCRIBE, "xps/")
+    socket.connect(endpoint)
+    return socket
+
+
+def drain(socket, seconds):
+    got, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if socket.poll(100):
+            got.append(msgpack.unpackb(socket.recv_multipart()[1], raw=False)["id"])
+    return got
+
+
+def test_only_allowed_clients_push_and_subscribe(tmp_path, library):
+    server = keys(tmp_path / "server", "server")
+    allowed = keys(tmp_path / "allowed", "robot")  # its public key lands in the allowed folder
+    stranger = keys(tmp_path / "strangers", "stranger")
+    config = tmp_path / "secure.toml"
+    config.write_text(
+        f'[security]\ncurve_server_secret = "{tmp_path / "server" / "server.key_secret"}"\n'
+        f'curve_clients_dir = "{tmp_path / "allowed"}"\n'
+    )
+    (tmp_path / "allowed" / "robot.key_secret").unlink()  # the daemon needs public keys only
+    d = DaemonProcess(tmp_path / "state", "--config", str(config), watch=False)
+    context = zmq.Context()
+    try:
+        good_sub = client(context, zmq.SUB, d.pub, allowed, server[0])
+        bad_sub = client(context, zmq.SUB, d.pub, stranger, server[0])
+        plain_sub = client(context, zmq.SUB, d.pub, None, None)
+        good_push = client(context, zmq.PUSH, d.pull, allowed, server[0])
+        bad_push = client(context, zmq.PUSH, d.pull, stranger, server[0])
+        plain_push = client(context, zmq.PUSH, d.pull, None, None)
+        time.sleep(1.0)
+        _, batch = draw(library, n=3)
+        bad_push.send(encode_spectrum("from-stranger", "esca1", intensities=batch.spectra[0]), zmq.NOBLOCK)
+        plain_push.send(encode_spectrum("from-plain", "esca1", intensities=batch.spectra[1]), zmq.NOBLOCK)
+        good_push.send(encode_spectrum("from-robot", "esca1", intensities=batch.spectra[2]))
+        assert drain(good_sub, 5) == ["from-robot"]  # the strangers' spectra never got in
+        assert drain(bad_sub, 0.5) == [] and drain(plain_sub, 0.5) == []  # nor predictions out
+    finally:
+        for socket in (good_sub, bad_sub, plain_sub, good_push, bad_push, plain_push):
+            socket.close(linger=0)
+        context.term()
+        assert d.stop() == 0

@@ -19,6 +19,7 @@ from xpstream.daemon.sources import Failure, Item
 
 log = logging.getLogger("xpstream.zmq")
 POLL_MS = 100
+SUB_RECEIVE_HWM = 10_000
 DRAIN_QUIET_MS = 100  # on stop, read on until nothing arrived for this long
 
 
@@ -43,6 +44,9 @@ class SocketSource:
         self.policy = BLOCK if kind == "pull" else DROP_OLDEST
         self.socket = context.socket(zmq.PULL if kind == "pull" else zmq.SUB)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        # SUB: ZeroMQ would drop silently past its receive high-water mark; keep that far above
+        # the batcher's capacity so overload shows up as counted drop-oldest drops instead
+        self.socket.setsockopt(zmq.RCVHWM, SUB_RECEIVE_HWM if kind == "sub" else 1000)
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve is not None and kind == "pull":  # the daemon is the CURVE server of its PULL sockets
             self.socket.curve_publickey, self.socket.curve_secretkey = curve

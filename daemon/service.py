@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 from xpstream.contract import NUM_LABELS, ContractError, Prediction
-from xpstream.daemon.batcher import MicroBatcher
+from xpstream.daemon.batcher import BLOCK, MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
 from xpstream.daemon.infer import LoadedModel, load_model
 from xpstream.daemon.journal import Journal
@@ -152,7 +152,7 @@ class Service:
         return ok
 
     def _put_blocking(self, item: Item) -> None:
-        while not self._put(item, "block"):  # the inference loop drains, so this ends
+        while not self._put(item, BLOCK):  # the inference loop drains, so this ends
             pass
 
     def _dropped(self, item: Item) -> None:

@@ -72,7 +72,7 @@ class FilePredictor:
                 pred = Prediction.from_outputs(
                     rows["source"][i], p, s, self.model.thresholds, meta.model_id, meta.version
                 )
-                rows["labels"][i] = pred.present
+                rows["labels"][i] = pred.labels
                 rows["probabilities"][i] = [pred.probabilities[name] for name in LABEL_NAMES]
                 rows["shift_ev"][i] = pred.shift_ev
         meta = self.model.metadata

@@ -160,18 +160,7 @@ def _decode_regions(body: dict) -> list[Region]:
 
 def encode_prediction(prediction: Prediction, id: str, timings: dict[str, float]) -> bytes:
     """The msgpack payload published on xps/<instrument>/prediction."""
-    body = {
-        "schema": PREDICTION_SCHEMA,
-        "id": id,
-        "source": prediction.source,
-        "labels": prediction.present,
-        "probabilities": prediction.probabilities,
-        "shift_ev": prediction.shift_ev,
-        "model": prediction.model_id,
-        "model_version": prediction.model_version,
-        "contract_version": prediction.contract_version,
-        "timings_ms": timings,
-    }
+    body = {"schema": PREDICTION_SCHEMA, "id": id, **prediction.to_dict(), "timings_ms": timings}
     return msgpack.packb(body, use_bin_type=True)
 
 

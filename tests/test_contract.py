@@ -44,7 +44,7 @@ def test_check_spectra_refuses_nan_and_wrong_shape():
 def test_prediction_round_trip_and_version_refusal():
     probs = np.linspace(0, 1, 32)
     pred = c.Prediction.from_outputs("a.vms", probs, 1.25, np.full(32, 0.5), "xpstream-stn", "1")
-    assert pred.present == [n for n, p in zip(c.LABEL_NAMES, probs, strict=True) if p >= 0.5]
+    assert pred.labels == [n for n, p in zip(c.LABEL_NAMES, probs, strict=True) if p >= 0.5]
     again = c.Prediction.from_dict(pred.to_dict())
     assert again == pred
     wrong = {**pred.to_dict(), "contract_version": "0"}

@@ -206,22 +206,11 @@ def cmd_predict(args) -> None:
         probs, shift = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
         pred = Prediction.from_outputs(str(path), probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "source": pred.source,
-                        "labels": pred.present,
-                        "probabilities": pred.probabilities,
-                        "shift_ev": pred.shift_ev,
-                        "model": f"{pred.model_id} {pred.model_version}",
-                        "regions": [r.name for r in parsed.regions],
-                        "skipped": parsed.skipped,
-                    }
-                )
-            )
+            regions = {"regions": [r.name for r in parsed.regions], "skipped": parsed.skipped}
+            print(json.dumps({**pred.to_dict(), **regions}))
         else:
             top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:5]
-            print(f"{path}: shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.present) or '(none)'}")
+            print(f"{path}: shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.labels) or '(none)'}")
             print(
                 "    top: "
                 + ", ".join(f"{k} {v:.2f}" for k, v in top)

@@ -165,17 +165,19 @@ def check_version(found: str, what: str) -> None:
 
 @dataclass
 class Prediction:
-    """What xpstream says about one spectrum.
+    """What xpstream says about one spectrum; its fields are the keys of every published record
+    (ZeroMQ payload, `xpstream predict --json`, `xpstream batch` Parquet rows).
 
+    labels are the groups judged present (probability >= the model's per-label threshold).
     shift_ev is the estimated charging shift: positive when the peaks appear at a higher
     binding energy than their true position.
     """
 
     source: str
+    labels: list[str]
     probabilities: dict[str, float]
-    present: list[str]
     shift_ev: float
-    model_id: str
+    model: str
     model_version: str
     contract_version: str = CONTRACT_VERSION
 
@@ -193,13 +195,12 @@ class Prediction:
         probs = np.asarray(probabilities, dtype=np.float64)
         if probs.shape != (NUM_LABELS,):
             raise ContractError(f"expected {NUM_LABELS} probabilities, got shape {probs.shape}")
-        present = [n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t]
         return cls(
             source=source,
+            labels=[n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t],
             probabilities={n: float(p) for n, p in zip(LABEL_NAMES, probs, strict=True)},
-            present=present,
             shift_ev=float(shift_ev),
-            model_id=model_id,
+            model=model_id,
             model_version=model_version,
         )
 

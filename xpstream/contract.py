@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -195,17 +195,19 @@ class Prediction:
         probs = np.asarray(probabilities, dtype=np.float64)
         if probs.shape != (NUM_LABELS,):
             raise ContractError(f"expected {NUM_LABELS} probabilities, got shape {probs.shape}")
+        present = np.flatnonzero(probs >= np.asarray(thresholds))
         return cls(
             source=source,
-            labels=[n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t],
-            probabilities={n: float(p) for n, p in zip(LABEL_NAMES, probs, strict=True)},
+            labels=[LABEL_NAMES[i] for i in present],
+            probabilities=dict(zip(LABEL_NAMES, probs.tolist(), strict=True)),
             shift_ev=float(shift_ev),
             model=model_id,
             model_version=model_version,
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record as a plain dict (shallow: the daemon builds one per spectrum)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Prediction:

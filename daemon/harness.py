@@ -93,6 +93,9 @@ class DaemonProcess:
             self.close()
 
     def close(self) -> None:
+        """Kill the daemon if it still runs and close the clients (safe to call twice)."""
+        if self.context.closed:
+            return
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)

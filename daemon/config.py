@@ -4,6 +4,7 @@ Every key and its default (an empty file is a valid configuration):
 
     [model]
     path = ""                 # ONNX model; "" = the shipped models/xpstream-stn.onnx
+    folder = ""               # if set, a model path outside this folder is refused
     threads = 0               # onnxruntime intra-op threads; 0 = onnxruntime's choice
     ray_address = ""          # "" = in this process; "local" or a cluster address = on Ray actors
     ray_actors = 1            # model actors on Ray (round robin over batches)
@@ -56,6 +57,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     path: str = ""
+    folder: str = ""
     threads: int = 0
     ray_address: str = ""
     ray_actors: int = 1

@@ -263,3 +263,38 @@ def test_oversized_files_and_messages_are_refused(tmp_path):
         assert d.proc.poll() is None
     finally:
         assert d.stop() == 0
+
+
+def test_model_outside_the_configured_folder_is_refused(tmp_path):
+    from xpstream.models import default_model_path
+
+    (tmp_path / "models").mkdir()
+    elsewhere = tmp_path / "elsewhere.onnx"
+    shutil.copy(default_model_path(), elsewhere)
+    link = tmp_path / "models" / "link.onnx"
+    link.symlink_to(elsewhere)  # a link out of the folder counts as outside
+    for path in (elsewhere, link):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xpstream",
+                "serve",
+                "--model",
+                str(path),
+                "--no-watch",
+                "--metrics",
+                "",
+                "--config",
+                str(_write(tmp_path / "c.toml", f'[model]\nfolder = "{tmp_path / "models"}"\n')),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and "outside model.folder" in proc.stderr, proc.stderr
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -253,6 +253,10 @@ def cmd_serve(args) -> None:
     }
     config = load_config(args.config, overrides)
     model_path = Path(config.model.path).expanduser() if config.model.path else Path(str(default_model_path()))
+    if config.model.folder and not model_path.resolve().is_relative_to(
+        Path(config.model.folder).expanduser().resolve()
+    ):
+        raise ValueError(f"model {model_path} lies outside model.folder {config.model.folder}; refused")
     Service(config, model_path).run()
 
 

@@ -33,16 +33,19 @@ class DaemonProcess:
         args = [sys.executable, "-m", "xpstream", "serve", "--pull", self.pull, "--pub", self.pub]
         args += ["--metrics", self.metrics, "--journal", str(state / "journal.sqlite"), "--stable-s", "0.3", *extra]
         args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
-        self.log = open(state / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs, closed in close()
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        # The clients connect before the daemon binds (ZeroMQ retries every 10 ms), so the
+        # subscription exists before the daemon publishes what its start-up scan finds.
         self.context = zmq.Context()
         self.sub = self.context.socket(zmq.SUB)
         self.sub.setsockopt_string(zmq.SUBSCRIBE, "xps/")
         self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.setsockopt(zmq.RECONNECT_IVL, 10)
         self.sub.connect(self.pub)
         self.push = self.context.socket(zmq.PUSH)
         self.push.setsockopt(zmq.SNDHWM, 0)
         self.push.connect(self.pull)
+        self.log = open(state / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs, closed in close()
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.arrivals: list[float] = []  # time.monotonic() of each message `receive` returned
         self._wait_ready(ready_s)
 

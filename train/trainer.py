@@ -24,7 +24,7 @@ from xpstream.contract import NUM_LABELS
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
-from xpstream.train.models import build_model
+from xpstream.train.models import ShiftSTN, build_model
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data
 
@@ -54,10 +54,6 @@ class TrainConfig:
         data = dict(data)
         data["mixtures"] = MixtureSettings(**{**data["mixtures"], "polymers": tuple(data["mixtures"]["polymers"])})
         return cls(**data)
-
-
-def reports_shift(model_name: str) -> bool:
-    return model_name.startswith("stn-shift")
 
 
 def pick_device(name: str) -> torch.device:
@@ -131,7 +127,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
     (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
-    with_shift = reports_shift(config.model)
+    with_shift = isinstance(model, ShiftSTN)
 
     for epoch in range(state["epoch"] + 1, config.epochs if not state.get("stopped") else 0):
         train_gen.new_epoch(epoch)

@@ -41,10 +41,10 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
 
 
-def _generator(args, library):
-    from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+def _mixture_settings(args):
+    from xpstream.train.mixtures import MixtureSettings
 
-    settings = MixtureSettings(
+    return MixtureSettings(
         max_shift_ev=args.max_shift,
         min_components=args.components[0],
         max_components=args.components[1],
@@ -57,7 +57,12 @@ def _generator(args, library):
         region_windows=args.region_windows,
         polymers=tuple(args.polymers),
     )
-    return MixtureGenerator(library, settings, seed=args.seed)
+
+
+def _generator(args, library):
+    from xpstream.train.mixtures import MixtureGenerator
+
+    return MixtureGenerator(library, _mixture_settings(args), seed=args.seed)
 
 
 def cmd_library(args) -> None:
@@ -111,7 +116,7 @@ def _train_config(args):
     return TrainConfig(
         model=args.model,
         out=str(args.out or Path("runs") / f"{args.model}-{args.max_shift:g}ev"),
-        mixtures=_generator(args, _load_library(args)).settings,
+        mixtures=_mixture_settings(args),  # validated when the trainer builds its generators
         train_size=args.train_size,
         val_size=args.val_size,
         epochs=args.epochs,

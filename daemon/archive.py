@@ -46,11 +46,12 @@ class FilePredictor:
         self.model = load_model(model_path, threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from xpstream.contract import Prediction
+        from xpstream.daemon.infer import prediction
         from xpstream.daemon.parse import parse_file
+        from xpstream.daemon.preprocess import unexplained_regions
 
         rows = {"source": [], "error": [], "regions": []}
-        good, regions = [], []
+        good, regions, recorded = [], [], []
         for i, path in enumerate(batch["path"]):
             try:
                 parsed = parse_file(path)
@@ -62,19 +63,22 @@ class FilePredictor:
                 rows["regions"].append([r.name for r in parsed.regions])
                 good.append(i)
                 regions.append(parsed.regions)
+                recorded.append(parsed.recorded)
             rows["source"].append(str(path))
         n = len(rows["source"])
-        rows.update(labels=[[] for _ in range(n)], probabilities=[None] * n, shift_ev=[None] * n)
+        empty = {"labels": [], "probabilities": None, "shift_ev": None, "undetermined": []}
+        empty.update(in_library=None, out_of_library_score=None, unexplained_regions=[])
+        rows.update({key: [value] * n for key, value in empty.items()})
         if regions:
-            probs, shift = self.model.run_regions(regions)
-            meta = self.model.metadata
-            for i, p, s in zip(good, probs, shift, strict=True):
-                pred = Prediction.from_outputs(
-                    rows["source"][i], p, s, self.model.thresholds, meta.model_id, meta.version
+            outputs = self.model.run_regions(regions)
+            elements = self.model.metadata.elements
+            for row, (i, seen) in enumerate(zip(good, recorded, strict=True)):
+                pred = prediction(
+                    self.model.metadata, rows["source"][i], outputs, row, unexplained_regions(seen, elements)
                 )
-                rows["labels"][i] = pred.labels
+                for key in empty:
+                    rows[key][i] = getattr(pred, key)
                 rows["probabilities"][i] = [pred.probabilities[name] for name in LABEL_NAMES]
-                rows["shift_ev"][i] = pred.shift_ev
         meta = self.model.metadata
         rows.update(model=[meta.model_id] * n, model_version=[meta.version] * n)
         return rows

@@ -15,11 +15,11 @@ import msgpack
 import numpy as np
 import zmq
 
-from xpstream.contract import GRID_SIZE, Prediction, energy_grid
+from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
 from xpstream.daemon.harness import DaemonProcess, free_port
-from xpstream.daemon.infer import load_model
+from xpstream.daemon.infer import load_model, prediction
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
-from xpstream.daemon.preprocess import regions_to_grid
+from xpstream.daemon.preprocess import measured_mask, regions_to_grid, unexplained_regions
 from xpstream.models import default_model_path
 
 
@@ -83,13 +83,17 @@ def _naive(messages: list[bytes], model) -> float:
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.bind(f"tcp://127.0.0.1:{free_port()}")
-    meta = model.metadata
     start = time.monotonic()
     for payload in messages:
         msg = decode_spectrum(payload)
-        spectrum = msg.spectrum if msg.spectrum is not None else regions_to_grid(msg.regions)
-        probs, shift = model.run(spectrum[None, :])
-        pred = Prediction.from_outputs(msg.id, probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
+        if msg.spectrum is not None:
+            spectrum, measured = msg.spectrum, msg.measured
+        else:
+            spectrum, measured = regions_to_grid(msg.regions), measured_mask(msg.regions)
+        outputs = model.run(spectrum[None, :], None if measured is None else measured[None, :])
+        pred = prediction(
+            model.metadata, msg.id, outputs, 0, unexplained_regions(msg.recorded, model.metadata.elements)
+        )
         pub.send_multipart([b"xps/bench/prediction", encode_prediction(pred, msg.id, {})])
     rate = len(messages) / (time.monotonic() - start)
     pub.close(linger=0)
@@ -99,10 +103,11 @@ def _naive(messages: list[bytes], model) -> float:
 
 def _model_only(model, batch: int, seconds: float = 2.0) -> float:
     x = np.random.default_rng(0).random((batch, GRID_SIZE), dtype=np.float32)
-    model.run(x)
+    measured = whole_grid_mask(batch)
+    model.run(x, measured)
     runs, start = 0, time.monotonic()
     while time.monotonic() - start < seconds:
-        model.run(x)
+        model.run(x, measured)
         runs += 1
     return runs * batch / (time.monotonic() - start)
 

@@ -3,10 +3,10 @@
 onnxruntime picks the CUDA execution provider when it is available (the `gpu` extra) and the
 CPU provider otherwise; `provider` says which one a session uses.
 
-Two sessions serve one model: `run` takes grid-ready spectra; `run_regions` takes padded
-regions and runs the preprocessing graph (models/preprocess.onnx) and the model as ONE merged
-graph (onnx.compose), so on a GPU host a batch crosses to the device once and comes back as
-probabilities.
+Two sessions serve one model: `run` takes grid-ready spectra with their measured-region masks;
+`run_regions` takes padded regions (their masks are built on the host) and runs the
+preprocessing graph (models/preprocess.onnx) and the model as ONE merged graph (onnx.compose),
+so on a GPU host a batch crosses to the device once and comes back as probabilities.
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import onnx
 import onnx.compose
 import onnxruntime as ort
 
-from xpstream.contract import ContractError, ModelMetadata, Region, check_spectra
+from xpstream.contract import (
+    MODEL_INPUTS,
+    MODEL_OUTPUTS,
+    ContractError,
+    ModelMetadata,
+    Prediction,
+    Region,
+    check_spectra,
+    whole_grid_mask,
+)
 from xpstream.daemon.preprocess import pad_regions
 from xpstream.models import preprocess_model_path
 
@@ -30,25 +39,34 @@ PREPROCESS_PREFIX = "pre_"
 @dataclass
 class LoadedModel:
     path: Path
-    session: ort.InferenceSession  # spectra -> probabilities, shift_ev
-    with_preprocessing: ort.InferenceSession  # padded regions -> probabilities, shift_ev
+    session: ort.InferenceSession  # spectra, measured -> MODEL_OUTPUTS
+    with_preprocessing: ort.InferenceSession  # padded regions, measured -> MODEL_OUTPUTS
     metadata: ModelMetadata
-    thresholds: np.ndarray
 
     @property
     def provider(self) -> str:
         return self.session.get_providers()[0]
 
-    def run(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (N, 32) and shift_ev (N,) for grid spectra (N, 6601)."""
-        probabilities, shift_ev = self.session.run(None, {"spectra": check_spectra(spectra)})
-        return probabilities, shift_ev
+    def run(self, spectra: np.ndarray, measured: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Outputs (keyed MODEL_OUTPUTS) for grid spectra (N, 6601) and their measured-region
+        masks (N, 6601; None: the whole grid was recorded)."""
+        spectra = check_spectra(spectra)
+        measured = whole_grid_mask(len(spectra)) if measured is None else check_spectra(measured)
+        if measured.shape != spectra.shape:
+            raise ContractError(f"mask shape {measured.shape} differs from spectra shape {spectra.shape}")
+        return dict(zip(MODEL_OUTPUTS, self.session.run(None, {"spectra": spectra, "measured": measured}), strict=True))
 
-    def run_regions(self, spectra: list[list[Region]]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities and shift_ev for N spectra given as lists of core-level regions."""
-        feeds = {PREPROCESS_PREFIX + name: value for name, value in pad_regions(spectra).feeds().items()}
-        probabilities, shift_ev = self.with_preprocessing.run(None, feeds)
-        return probabilities, shift_ev
+    def run_regions(self, spectra: list[list[Region]]) -> dict[str, np.ndarray]:
+        """Outputs (keyed MODEL_OUTPUTS) for N spectra given as lists of core-level regions."""
+        batch = pad_regions(spectra)
+        feeds = {PREPROCESS_PREFIX + name: value for name, value in batch.feeds().items()}
+        feeds["measured"] = batch.measured
+        return dict(zip(MODEL_OUTPUTS, self.with_preprocessing.run(None, feeds), strict=True))
+
+
+def prediction(metadata: ModelMetadata, source: str, outputs: dict, row: int, unexplained_regions=()) -> Prediction:
+    """The record for one row of a batch's outputs (from `run` or `run_regions`)."""
+    return Prediction.from_outputs(source, {k: v[row] for k, v in outputs.items()}, metadata, unexplained_regions)
 
 
 def load_model(path: str | Path, threads: int = 0, providers=None) -> LoadedModel:
@@ -72,12 +90,9 @@ def load_model(path: str | Path, threads: int = 0, providers=None) -> LoadedMode
         raise ContractError(f"model {path.name} refused: {err}") from None
     inputs = session.get_inputs()
     outputs = [o.name for o in session.get_outputs()]
-    if [i.name for i in inputs] != ["spectra"] or outputs != ["probabilities", "shift_ev"]:
-        raise ContractError(
-            f"model {path.name} refused: expected input 'spectra' and outputs 'probabilities', 'shift_ev'"
-        )
+    if tuple(i.name for i in inputs) != MODEL_INPUTS or tuple(outputs) != MODEL_OUTPUTS:
+        raise ContractError(f"model {path.name} refused: expected inputs {MODEL_INPUTS} and outputs {MODEL_OUTPUTS}")
     preprocess = onnx.load(str(preprocess_model_path()))
     merged = onnx.compose.merge_models(preprocess, graph, io_map=[("spectra", "spectra")], prefix1=PREPROCESS_PREFIX)
     with_preprocessing = ort.InferenceSession(merged.SerializeToString(), options, providers=chosen)
-    thresholds = np.asarray(metadata.thresholds, dtype=np.float32)
-    return LoadedModel(path, session, with_preprocessing, metadata, thresholds)
+    return LoadedModel(path, session, with_preprocessing, metadata)

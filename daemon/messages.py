@@ -8,7 +8,12 @@ A spectrum message is a msgpack map:
     kind         "grid"     intensities on the contract grid, or
                  "regions"  core-level regions on their own energy axes
     intensities  (grid)    array, shape [6601]
-    regions      (regions) list of {"name": str, "energy": array, "counts": array}
+    measured     (grid, optional) array, shape [6601]: 1 where the grid was recorded, 0 where
+                 not (the model's measured-region mask); absent = the whole grid was recorded
+    regions      (regions) list of {"name": str, "energy": array, "counts": array}; regions are
+                 sorted like a file's (daemon.parse.select_regions): core levels on the grid
+                 are used, a survey only when there is none, and every region is checked
+                 for peaks of elements the library lacks
     axis         (regions) "binding" or "kinetic"
     source_energy_ev (regions, kinetic axis) photon energy in eV
     metadata     map, optional, passed through
@@ -25,7 +30,8 @@ from dataclasses import dataclass, field
 import msgpack
 import numpy as np
 
-from xpstream.contract import GRID_SIZE, GRID_START_EV, GRID_STOP_EV, ContractError, Prediction, Region
+from xpstream.contract import GRID_SIZE, ContractError, Prediction, Region
+from xpstream.daemon.parse import ParseError, select_regions
 
 SCHEMA = "xpstream.spectrum/1"
 PREDICTION_SCHEMA = "xpstream.prediction/1"
@@ -44,7 +50,9 @@ class SpectrumMessage:
     id: str
     instrument: str
     spectrum: np.ndarray | None = None  # grid-ready intensities (GRID_SIZE,)
+    measured: np.ndarray | None = None  # its measured-region mask (GRID_SIZE,); None = whole grid
     regions: list[Region] = field(default_factory=list)
+    recorded: list[Region] = field(default_factory=list)  # every region but surveys (out-of-library check)
     metadata: dict = field(default_factory=dict)
 
 
@@ -74,15 +82,19 @@ def encode_spectrum(
     instrument: str,
     *,
     intensities=None,
+    measured=None,
     regions: list[tuple[str, np.ndarray, np.ndarray]] | None = None,
     axis: str = "binding",
     source_energy_ev: float | None = None,
     metadata: dict | None = None,
 ) -> bytes:
-    """A spectrum message, either grid-ready intensities or (name, energy, counts) regions."""
+    """A spectrum message, either grid-ready intensities (and optionally their measured-region
+    mask) or (name, energy, counts) regions."""
     body = {"schema": SCHEMA, "id": id, "instrument": instrument, "metadata": metadata or {}}
     if intensities is not None:
         body.update(kind="grid", intensities=pack_array(intensities))
+        if measured is not None:
+            body["measured"] = pack_array(measured)
     else:
         body.update(
             kind="regions",
@@ -120,8 +132,17 @@ def decode_spectrum(payload: bytes) -> SpectrumMessage:
         if spectrum.shape != (GRID_SIZE,):
             raise MessageError("shape", f"intensities have shape {spectrum.shape}, the grid has ({GRID_SIZE},)")
         message.spectrum = spectrum
+        if body.get("measured") is not None:
+            measured = unpack_array(body["measured"], "measured")
+            if measured.shape != (GRID_SIZE,) or not np.isin(measured, (0.0, 1.0)).all():
+                raise MessageError("shape", f"measured must hold {GRID_SIZE} values of 0 or 1")
+            message.measured = measured
     elif kind == "regions":
-        message.regions = _decode_regions(body)
+        try:
+            parsed = select_regions(ident or "message", _decode_regions(body))
+        except ParseError as err:
+            raise MessageError("energy", str(err)) from None
+        message.regions, message.recorded = parsed.regions, parsed.recorded
     else:
         raise MessageError("schema", f"kind {kind!r} is neither 'grid' nor 'regions'")
     return message
@@ -149,11 +170,6 @@ def _decode_regions(body: dict) -> list[Region]:
             region = Region(item.get("name") or f"region {i}", energy, counts)
         except ContractError as err:
             raise MessageError("shape", str(err)) from None
-        be = region.binding_energy_ev
-        if be[-1] < GRID_START_EV or be[0] > GRID_STOP_EV:
-            raise MessageError(
-                "energy", f"region {region.name!r} ({be[0]:.1f}-{be[-1]:.1f} eV) lies outside the 40-700 eV grid"
-            )
         regions.append(region)
     return regions
 

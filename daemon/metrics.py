@@ -24,6 +24,12 @@ class Metrics:
             "xpstream_spectra_processed", "Spectra predicted and published", ["source"], registry=r
         )
         self.failed = Counter("xpstream_spectra_failed", "Spectra or files refused", ["source", "reason"], registry=r)
+        self.out_of_library = Counter(
+            "xpstream_spectra_out_of_library",
+            "Spectra published with in_library false (signal the polymer library cannot explain)",
+            ["source"],
+            registry=r,
+        )
         self.dropped = Counter(
             "xpstream_spectra_dropped", "Spectra dropped by the overload policy", ["source"], registry=r
         )

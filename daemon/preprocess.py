@@ -11,6 +11,10 @@ number of points; (2) a Shirley background (SHIRLEY_ITERATIONS fixed iterations,
 mean of 3 points) is subtracted; (3) the signal is linearly interpolated onto the grid, zero
 outside the region. The regions of a spectrum are summed, negatives clipped, and the whole
 normalised to unit area.
+
+Beside the spectrum the model gets its measured-region mask (`measured_mask`: 1 on the grid
+points a region covers), and the daemon checks the recorded regions for peaks the library
+cannot explain (`unexplained_regions`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xpstream.contract import GRID_SIZE, ContractError, Region, energy_grid, normalise_spectrum
+from xpstream.contract import GRID_SIZE, GRID_STOP_EV, ContractError, Region, energy_grid, normalise_spectrum
+from xpstream.daemon.parse import element_named
 
 GRID = energy_grid()
 SHIRLEY_ITERATIONS = 12
 END_POINTS = 3
+PEAK_SIGNIFICANCE = 10.0  # a peak stands this many noise sigmas above the region's baseline
+SMOOTHING_POINTS = 5
 
 
 def uniform_axis(region: Region) -> tuple[float, float, np.ndarray]:
@@ -74,6 +81,45 @@ def regions_to_grid(regions: list[Region]) -> np.ndarray:
     return normalise_spectrum(spectrum)
 
 
+def measured_mask(regions: list[Region]) -> np.ndarray:
+    """(GRID_SIZE,) float32: 1 on the grid points inside any of the regions' energy ranges."""
+    mask = np.zeros(GRID_SIZE, dtype=np.float32)
+    for region in regions:
+        be = region.binding_energy_ev
+        mask[(be[0] <= GRID) & (be[-1] >= GRID)] = 1.0
+    return mask
+
+
+def peak_significance(counts: np.ndarray) -> float:
+    """Height of the highest peak above the straight line joining a region's ends, in units of
+    the counting noise (estimated from point-to-point differences, so any intensity unit works)."""
+    y = np.asarray(counts, dtype=np.float64)
+    if len(y) < 4 * SMOOTHING_POINTS:
+        return 0.0
+    smooth = np.convolve(y, np.ones(SMOOTHING_POINTS) / SMOOTHING_POINTS, mode="valid")
+    low, high = smooth[:SMOOTHING_POINTS].mean(), smooth[-SMOOTHING_POINTS:].mean()
+    baseline = np.linspace(low, high, len(smooth))
+    noise = 1.4826 * np.median(np.abs(np.diff(y))) / np.sqrt(2)
+    height = float(np.max(smooth - baseline))
+    return height / max(noise, 1e-12 * max(float(np.abs(y).max()), 1e-300))
+
+
+def unexplained_regions(regions: list[Region], library_elements: list[str]) -> list[str]:
+    """Names of the recorded regions that show a peak (PEAK_SIGNIFICANCE) the library cannot
+    explain: anywhere in a region named after an element outside `library_elements` (the
+    model's), or in the part of any region above the grid (the library has no lines there)."""
+    names = []
+    for region in regions:
+        element = element_named(region.name)
+        if element is not None and library_elements and element not in library_elements:
+            counts = region.counts
+        else:
+            counts = region.counts[region.binding_energy_ev > GRID_STOP_EV]
+        if peak_significance(counts) >= PEAK_SIGNIFICANCE and region.name not in names:
+            names.append(region.name)
+    return names
+
+
 @dataclass
 class RegionBatch:
     """Regions of several spectra, padded for the preprocessing graph."""
@@ -83,6 +129,7 @@ class RegionBatch:
     step: np.ndarray  # (M,) float64 (float32 would misplace a region's last point on the grid)
     length: np.ndarray  # (M,) int64
     owner: np.ndarray  # (M,) int64, the spectrum each region belongs to
+    measured: np.ndarray  # (N, GRID_SIZE) float32, the model's measured-region mask
 
     def feeds(self) -> dict[str, np.ndarray]:
         return {
@@ -109,4 +156,5 @@ def pad_regions(spectra: list[list[Region]]) -> RegionBatch:
         np.array([r[2] for r in rows], dtype=np.float64),
         np.array([len(r[3]) for r in rows], dtype=np.int64),
         np.array([r[0] for r in rows], dtype=np.int64),
+        np.stack([measured_mask(regions) for regions in spectra]),
     )

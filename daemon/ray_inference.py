@@ -25,8 +25,8 @@ class _ModelActor:
     def describe(self) -> tuple[dict[str, str], str]:
         return self.model.session.get_modelmeta().custom_metadata_map, self.model.provider
 
-    def run(self, spectra: np.ndarray):
-        return self.model.run(spectra)
+    def run(self, spectra: np.ndarray, measured: np.ndarray | None):
+        return self.model.run(spectra, measured)
 
     def run_regions(self, spectra: list[list[Region]]):
         return self.model.run_regions(spectra)
@@ -47,7 +47,7 @@ def disconnect() -> None:
 
 
 class RayModel:
-    """Same interface as LoadedModel (run, run_regions, metadata, thresholds, provider)."""
+    """Same interface as LoadedModel (run, run_regions, metadata, provider)."""
 
     def __init__(self, path: Path, threads: int, actors: int = 1):
         import ray
@@ -57,16 +57,15 @@ class RayModel:
         self.actors = [actor.remote(str(path), threads) for _ in range(max(1, actors))]
         props, provider = ray.get(self.actors[0].describe.remote())
         self.metadata = ModelMetadata.from_strings(props)
-        self.thresholds = np.asarray(self.metadata.thresholds, dtype=np.float32)
         self.provider = f"ray:{provider}"
         self._next = itertools.cycle(self.actors)
 
-    def run(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, spectra: np.ndarray, measured: np.ndarray | None = None) -> dict[str, np.ndarray]:
         import ray
 
-        return ray.get(next(self._next).run.remote(spectra))
+        return ray.get(next(self._next).run.remote(spectra, measured))
 
-    def run_regions(self, spectra: list[list[Region]]) -> tuple[np.ndarray, np.ndarray]:
+    def run_regions(self, spectra: list[list[Region]]) -> dict[str, np.ndarray]:
         import ray
 
         return ray.get(next(self._next).run_regions.remote(spectra))

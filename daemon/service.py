@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from xpstream.contract import NUM_LABELS, ContractError, Prediction
+from xpstream.contract import ContractError, whole_grid_mask
 from xpstream.daemon.batcher import BLOCK, MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
-from xpstream.daemon.infer import LoadedModel, load_model
+from xpstream.daemon.infer import LoadedModel, load_model, prediction
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
+from xpstream.daemon.preprocess import unexplained_regions
 from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
 from xpstream.daemon.sources import Failure, Item
 
@@ -209,23 +210,26 @@ class Service:
 
     def _infer(self, batch: list[Item]) -> None:
         self.metrics.queue_depth.set(len(self.batcher))
-        probabilities = np.empty((len(batch), NUM_LABELS), dtype=np.float32)
-        shift_ev = np.empty(len(batch), dtype=np.float32)
-        grid = [i for i, item in enumerate(batch) if item.spectrum is not None]
-        regions = [i for i, item in enumerate(batch) if item.spectrum is None]
+        grid = [item for item in batch if item.spectrum is not None]
+        regions = [item for item in batch if item.spectrum is None]
         start = time.monotonic()
+        done = []  # (item, outputs, row)
         if grid:
-            probabilities[grid], shift_ev[grid] = self.model.run(np.stack([batch[i].spectrum for i in grid]))
+            spectra = np.stack([item.spectrum for item in grid])
+            measured = np.stack([whole_grid_mask(1)[0] if i.measured is None else i.measured for i in grid])
+            outputs = self.model.run(spectra, measured)
+            done += [(item, outputs, row) for row, item in enumerate(grid)]
         if regions:  # preprocessing + model in one graph
-            probabilities[regions], shift_ev[regions] = self.model.run_regions([batch[i].regions for i in regions])
+            outputs = self.model.run_regions([item.regions for item in regions])
+            done += [(item, outputs, row) for row, item in enumerate(regions)]
         inference_s = time.monotonic() - start
         self.metrics.inference.observe(inference_s)
         self.metrics.batch_size.observe(len(batch))
-        meta = self.model.metadata
-        for item, probs, shift in zip(batch, probabilities, shift_ev, strict=True):
-            pred = Prediction.from_outputs(
-                item.origin, probs, shift, self.model.thresholds, meta.model_id, meta.version
-            )
+        for item, outputs, row in done:
+            unexplained = unexplained_regions(item.recorded, self.model.metadata.elements)
+            pred = prediction(self.model.metadata, item.origin, outputs, row, unexplained)
+            if not pred.in_library:
+                self.metrics.out_of_library.labels(item.source).inc()
             now = time.monotonic()
             timings = {"queue_and_inference": round(1000 * (now - item.received), 3), "inference": 1000 * inference_s}
             self.publisher.publish(

@@ -70,8 +70,10 @@ def test_daemon_inference_on_ray_actors(tmp_path, library):
         assert d.stop() == 0
     assert len(info) == 1 and 'provider="ray:CPUExecutionProvider"' in info[0]
     model = load_model(default_model_path())
-    probs, shift = model.run(batch.spectra)
+    out = model.run(batch.spectra)
+    thresholds = model.metadata.thresholds
     for i in range(6):
         body = published[f"s{i}"]
-        assert body["shift_ev"] == pytest.approx(float(shift[i]), abs=1e-5)
-        assert body["labels"] == [n for n, p, t in zip(LABEL_NAMES, probs[i], model.thresholds, strict=True) if p >= t]
+        assert body["shift_ev"] == pytest.approx(float(out["shift_ev"][i]), abs=1e-5)
+        probs = out["probabilities"][i]
+        assert body["labels"] == [n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t]

@@ -41,15 +41,35 @@ def test_check_spectra_refuses_nan_and_wrong_shape():
         c.check_spectra(np.ones((1, 10)))
 
 
+def outputs(probs, determined=None, score=0.0, shift=1.25):
+    determined = np.ones(32) if determined is None else determined
+    return {"probabilities": probs, "shift_ev": shift, "determined": determined, "out_of_library_score": score}
+
+
 def test_prediction_round_trip_and_version_refusal():
     probs = np.linspace(0, 1, 32)
-    pred = c.Prediction.from_outputs("a.vms", probs, 1.25, np.full(32, 0.5), "xpstream-stn", "1")
+    meta = c.ModelMetadata("xpstream-stn", "1", out_of_library_threshold=0.05)
+    pred = c.Prediction.from_outputs("a.vms", outputs(probs), meta)
     assert pred.labels == [n for n, p in zip(c.LABEL_NAMES, probs, strict=True) if p >= 0.5]
+    assert pred.in_library and pred.undetermined == [] and pred.shift_ev == 1.25
     again = c.Prediction.from_dict(pred.to_dict())
     assert again == pred
     wrong = {**pred.to_dict(), "contract_version": "0"}
-    with pytest.raises(c.ContractError, match="version '0'.*version '1'"):
+    with pytest.raises(c.ContractError, match="version '0'.*version '2'"):
         c.Prediction.from_dict(wrong)
+
+
+def test_prediction_separates_undetermined_labels_and_flags_out_of_library():
+    meta = c.ModelMetadata("xpstream-stn", "1", out_of_library_threshold=0.05)
+    determined = np.ones(32)
+    determined[:3] = 0.0  # nothing recorded could show the first three labels
+    determined[3] = 0.5  # half of this one's core levels recorded: still judged
+    pred = c.Prediction.from_outputs("a.vms", outputs(np.full(32, 0.7), determined), meta)
+    assert pred.undetermined == list(c.LABEL_NAMES[:3])
+    assert pred.labels == list(c.LABEL_NAMES[3:])
+    assert not c.Prediction.from_outputs("a.vms", outputs(np.full(32, 0.7), score=0.06), meta).in_library
+    beside = c.Prediction.from_outputs("a.vms", outputs(np.full(32, 0.7)), meta, ["Cu 2p"])
+    assert not beside.in_library and beside.unexplained_regions == ["Cu 2p"]
 
 
 def test_model_metadata_round_trip_and_refusals():
@@ -61,8 +81,8 @@ def test_model_metadata_round_trip_and_refusals():
         c.ModelMetadata.from_strings({**props, "labels": '["alkane"]'})
     with pytest.raises(c.ContractError, match="grid"):
         c.ModelMetadata.from_strings({**props, "grid": '{"start": 0, "stop": 700, "step": 0.1}'})
-    with pytest.raises(c.ContractError, match="contract version '2'"):
-        c.ModelMetadata.from_strings({**props, "contract_version": "2"})
+    with pytest.raises(c.ContractError, match="contract version '1'"):
+        c.ModelMetadata.from_strings({**props, "contract_version": "1"})
     with pytest.raises(c.ContractError, match="lacks the key 'thresholds'"):
         c.ModelMetadata.from_strings({k: v for k, v in props.items() if k != "thresholds"})
 

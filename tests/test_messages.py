@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xpstream.contract import GRID_SIZE, Prediction
+from xpstream.contract import GRID_SIZE, ModelMetadata, Prediction
 from xpstream.daemon.messages import (
     SCHEMA,
     MessageError,
@@ -22,6 +22,25 @@ def test_grid_message_round_trip():
     msg = decode_spectrum(encode_spectrum("s-1", "esca1", intensities=x, metadata={"operator": "ada"}))
     assert msg.id == "s-1" and msg.instrument == "esca1" and msg.metadata == {"operator": "ada"}
     assert np.array_equal(msg.spectrum, x)
+    assert msg.measured is None  # no mask: the whole grid was recorded
+
+
+def test_grid_message_carries_its_measured_region_mask():
+    x = np.zeros(GRID_SIZE, dtype=np.float32)
+    mask = np.zeros(GRID_SIZE, dtype=np.float32)
+    mask[2380:2600] = 1.0  # C 1s only
+    x[2450:2460] = 1.0
+    msg = decode_spectrum(encode_spectrum("s-1", "esca1", intensities=x, measured=mask))
+    assert np.array_equal(msg.measured, mask)
+    with pytest.raises(MessageError, match="0 or 1"):
+        decode_spectrum(encode_spectrum("s-1", "esca1", intensities=x, measured=mask * 0.5))
+
+
+def test_regions_above_the_grid_are_kept_aside_for_the_out_of_library_check():
+    c1s = ("C 1s", np.linspace(280.0, 295.0, 151), np.ones(151))
+    cu2p = ("Cu 2p", np.linspace(925.0, 965.0, 401), np.ones(401))
+    msg = decode_spectrum(encode_spectrum("s-3", "esca1", regions=[c1s, cu2p]))
+    assert [r.name for r in msg.regions] == ["C 1s"] and [r.name for r in msg.recorded] == ["C 1s", "Cu 2p"]
 
 
 def test_kinetic_regions_are_converted_with_the_source_energy():
@@ -72,7 +91,7 @@ def _raw(**overrides):
                 ],
             ),
             "energy",
-            "outside the 40-700 eV grid",
+            "no core-level region or survey on the grid",
         ),
         (
             _raw(
@@ -105,7 +124,14 @@ def test_random_bytes_end_in_a_message_error(data):
 
 
 def test_prediction_payload_carries_id_labels_shift_and_timings():
-    pred = Prediction.from_outputs("f.vms", np.full(32, 0.9), 1.5, np.full(32, 0.5), "xpstream-stn", "1.0.0")
+    outputs = {
+        "probabilities": np.full(32, 0.9),
+        "shift_ev": 1.5,
+        "determined": np.ones(32),
+        "out_of_library_score": 0.0,
+    }
+    pred = Prediction.from_outputs("f.vms", outputs, ModelMetadata("xpstream-stn", "1.0.0"))
     body = msgpack.unpackb(encode_prediction(pred, "s-1", {"inference": 1.2}))
     assert body["id"] == "s-1" and body["shift_ev"] == 1.5 and len(body["labels"]) == 32
+    assert body["in_library"] is True and body["undetermined"] == []
     assert body["model"] == "xpstream-stn" and body["timings_ms"] == {"inference": 1.2}

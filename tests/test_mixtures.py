@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import draw
 from tests.test_simulate import GRID, direct_voigt, peak_position
 from xpstream.contract import LABEL_NAMES
+from xpstream.train.acquisition import REGION_WINDOWS_EV
 from xpstream.train.mixtures import (
-    REGION_WINDOWS_EV,
     MixtureGenerator,
     MixtureSettings,
     SettingsError,
@@ -109,7 +109,7 @@ def test_counting_noise_has_poisson_magnitude(library):
 
 
 def test_region_windows_zero_everything_outside_the_recorded_regions(library):
-    gen, b = draw(library, n=300, region_windows=True, residual_background=0.05)
+    gen, b = draw(library, n=300, acquisition="regions", residual_background=0.05)
     for i in range(300):
         levels = set()
         for c in b.components[i][b.components[i] >= 0]:
@@ -123,8 +123,8 @@ def test_region_windows_zero_everything_outside_the_recorded_regions(library):
 
 
 def test_residual_background_changes_only_recorded_regions(library):
-    _, clean = draw(library, n=100, seed=5, region_windows=True)
-    _, residual = draw(library, n=100, seed=5, region_windows=True, residual_background=0.05)
+    _, clean = draw(library, n=100, seed=5, acquisition="regions")
+    _, residual = draw(library, n=100, seed=5, acquisition="regions", residual_background=0.05)
     changed = np.abs(residual.spectra - clean.spectra) > 1e-7
     assert changed.any()
     assert not (changed & (clean.spectra == 0) & (residual.spectra == 0)).any()

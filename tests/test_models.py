@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from tests.conftest import draw, run_cli
-from xpstream.contract import GRID_SIZE, ContractError, ModelMetadata
+from xpstream.contract import GRID_SIZE, MODEL_OUTPUTS, ContractError, ModelMetadata
 from xpstream.daemon.infer import load_model
 from xpstream.train.export import export_onnx
 from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
 from xpstream.train.models import (
+    Deployed,
     build_model,
     normalised_to_samples,
     paper_grid_sample_warp,
@@ -54,7 +55,7 @@ def test_models_output_logits_and_shift_for_any_scale(library, name):
     assert torch.allclose(logits, logits_scaled, atol=1e-4)  # normalisation is inside the model
 
 
-@pytest.mark.parametrize("name", ["mlp", "stn", "stn-shift"])
+@pytest.mark.parametrize("name", ["mlp", "stn", "stn-shift", "stn-acq"])
 def test_onnx_export_matches_torch_and_carries_metadata(tmp_path, library, name):
     torch.manual_seed(1)
     model = build_model(name).eval()
@@ -63,17 +64,20 @@ def test_onnx_export_matches_torch_and_carries_metadata(tmp_path, library, name)
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     meta = ModelMetadata("test-" + name, "7", thresholds=[0.3] * 32, metrics={"exact_match": 0.5})
-    path = export_onnx(model, meta, tmp_path / "m.onnx")
+    temperature = np.linspace(0.5, 2.0, 32)
+    path = export_onnx(model, meta, tmp_path / "m.onnx", temperature=temperature)
     loaded = load_model(path)
     assert loaded.metadata == meta and loaded.provider == "CPUExecutionProvider"
-    batch = spectra_batch(library, n=37, max_shift_ev=5.0)
+    batch = spectra_batch(library, n=37, max_shift_ev=5.0, acquisition="random")
     x = batch.spectra * 250.0  # any positive scale
-    probs, shift = loaded.run(x)
+    measured = batch.measured()
+    out = loaded.run(x, measured)
     with torch.no_grad():
-        logits, shift_torch = model(torch.from_numpy(x))
-    assert probs.shape == (37, 32) and shift.shape == (37,)
-    assert np.abs(probs - torch.sigmoid(logits).numpy()).max() < 1e-4
-    assert np.abs(shift - shift_torch.numpy()).max() < 1e-4
+        expected = Deployed(model, temperature)(torch.from_numpy(x), torch.from_numpy(measured))
+    for name_out, want in zip(MODEL_OUTPUTS, expected, strict=True):
+        assert out[name_out].shape == want.shape
+        assert np.abs(out[name_out] - want.numpy()).max() < 1e-4, name_out
+    assert (out["determined"] == 0).any() and (out["probabilities"][out["determined"] == 0] == 0.5).all()
     assert {p.key for p in onnx.load(path).metadata_props} >= {"labels", "thresholds", "grid", "version"}
 
 
@@ -139,7 +143,8 @@ def test_tiny_trained_model_beats_chance_on_held_out_data(tiny_run, library):
         max_shift_ev=2.0, min_components=1, max_components=2, polymers=("PMMA", "PS", "PVC", "PTFE", "PEG")
     )
     test = MixtureGenerator(library, settings, seed=99).generate(1000)
-    probs, shift = predict(model, test.spectra)
+    out = predict(model, test, best["temperature"])
+    probs, shift = out["probabilities"], out["shift_ev"]
     _, counts = np.unique(test.labels, axis=0, return_counts=True)
     chance = counts.max() / len(test.labels)  # always answering the commonest label set
     assert exact_match(test.labels, probs >= thresholds) > chance + 0.3
@@ -155,7 +160,7 @@ def test_best_weights_are_a_real_copy_of_the_best_epoch(tiny_run, library):
     val = MixtureGenerator(library, config.mixtures, seed=config.seed + VALIDATION_SEED_OFFSET).generate(
         config.val_size
     )
-    probs, _ = predict(model, val.spectra)
+    probs = predict(model, val)["probabilities"]
     assert exact_match(val.labels, probs >= 0.5) == pytest.approx(best["val_exact_match"])
     assert best["val_exact_match"] == max(h["val_exact_match"] for h in best["history"])
 

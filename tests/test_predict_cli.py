@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REALXPS, run_cli
-from xpstream.contract import LABEL_NAMES, energy_grid
+from xpstream.contract import LABEL_NAMES, MODEL_OUTPUTS, energy_grid
 from xpstream.daemon.infer import load_model
 from xpstream.models import default_model_path
 
@@ -35,24 +35,27 @@ def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(records) == 2
     for record in records:
-        assert set(record) >= {"source", "labels", "probabilities", "shift_ev", "model"}
+        assert set(record) >= {"source", "labels", "probabilities", "shift_ev", "in_library", "undetermined", "model"}
+        assert record["in_library"] is True  # polymers, C 1s regions
         assert set(record["probabilities"]) == set(LABEL_NAMES)
         assert all(0.0 <= p <= 1.0 for p in record["probabilities"].values())
         assert np.isfinite(record["shift_ev"])
     ps = records[1]
-    # (the shipped model has never seen a C 1s-only acquisition and may add groups whose other
-    # regions are missing; issue 9 teaches it what was measured)
     assert {"benzene_ring", "alkane"} <= set(ps["labels"])
+    assert "phosphazene" in ps["undetermined"]  # its N 1s, O 1s and P 2p were not recorded
     assert ps["shift_ev"] == pytest.approx(1.5, abs=0.2)
 
 
 def test_merged_preprocessing_and_model_equal_the_two_steps():
     """run_regions (preprocessing graph + model, one session) = model.run(numpy reference)."""
     from xpstream.daemon.parse import parse_file
-    from xpstream.daemon.preprocess import regions_to_grid
+    from xpstream.daemon.preprocess import measured_mask, regions_to_grid
 
     model = load_model(default_model_path())
     spectra = [parse_file(REALXPS / n).regions for n in ("lg4x_PET_C1s.csv", "pynx_PBTTT_specs.xml")]
-    probs, shift = model.run_regions(spectra)
-    ref_probs, ref_shift = model.run(np.stack([regions_to_grid(r) for r in spectra]))
-    assert np.abs(probs - ref_probs).max() < 1e-4 and np.abs(shift - ref_shift).max() < 1e-4
+    merged = model.run_regions(spectra)
+    masks = np.stack([measured_mask(r) for r in spectra])
+    reference = model.run(np.stack([regions_to_grid(r) for r in spectra]), masks)
+    for name in MODEL_OUTPUTS:
+        assert np.abs(merged[name] - reference[name]).max() < 1e-4, name
+    assert (merged["determined"][0] < 1).any()  # PET: C 1s only, so some labels are not fully determined

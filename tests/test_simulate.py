@@ -9,8 +9,8 @@ from scipy.optimize import curve_fit
 from scipy.special import voigt_profile
 
 from xpstream.contract import GRID_STEP_EV, energy_grid
+from xpstream.train.acquisition import REGION_WINDOWS_EV
 from xpstream.train.library import DATA, Polymer
-from xpstream.train.mixtures import REGION_WINDOWS_EV
 from xpstream.train.simulate import (
     FWHM_PER_SIGMA,
     Jitter,

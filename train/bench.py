@@ -27,7 +27,7 @@ CONFIGS = {
         be_jitter_ev=0.1,
         width_jitter=0.1,
         residual_background=0.02,
-        region_windows=True,
+        acquisition="random",
     ),
 }
 
@@ -89,7 +89,7 @@ def _onnx_rate(path, batch: int, threads: int, seconds: float = 1.5) -> float:
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((batch, 6601), dtype=np.float32)
-    feed = {session.get_inputs()[0].name: x}
+    feed = {"spectra": x, "measured": np.ones_like(x)}
     session.run(None, feed)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -112,7 +112,9 @@ def bench_models(model_path: str, batches=(1, 16, 64, 256, 1024), threads: int =
     tmp = Path(tempfile.mkdtemp())
     graphs = {
         "shipped": Path(model_path),
-        "paper STN (GridSample)": export_onnx(PaperSTN(grid_sample=True), ModelMetadata("p", "0"), tmp / "p.onnx", 20),
+        "paper STN (GridSample)": export_onnx(
+            PaperSTN(grid_sample=True), ModelMetadata("p", "0"), tmp / "p.onnx", opset=20
+        ),
         "plain MLP (ceiling)": export_onnx(build_model("mlp"), ModelMetadata("m", "0"), tmp / "m.onnx"),
     }
     rows = []

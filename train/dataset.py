@@ -1,7 +1,8 @@
 """Fixed synthetic data sets in one HDF5 file.
 
 Datasets: `spectra` (N x 6601 float32, rows sum to 1), `labels` (N x 32 uint8, contract order),
-`shift_ev` (N float32, the applied shift), `broadening_ev` (N float32), `weights`
+`shift_ev` (N float32, the applied shift), `broadening_ev` (N float32), `recorded` (N x 9 uint8,
+the core-level regions recorded) and `whole` (N uint8, whole grid recorded), `weights`
 (N x 4 float32, component weights, 0 for unused slots), `components` (N x 4 int16, index into
 the `polymers` attribute, -1 for unused). Attributes: `settings` (JSON of the generator
 settings), `seed`, `label_names` and `polymers` (JSON lists), `grid` (JSON), `contract_version`.
@@ -29,6 +30,7 @@ from xpstream.contract import (
     NUM_LABELS,
     check_version,
 )
+from xpstream.train.acquisition import LEVELS
 from xpstream.train.mixtures import MAX_COMPONENTS, Batch, MixtureGenerator
 
 _SHAPES = {
@@ -38,6 +40,8 @@ _SHAPES = {
     "broadening_ev": ((), np.float32),
     "weights": ((MAX_COMPONENTS,), np.float32),
     "components": ((MAX_COMPONENTS,), np.int16),
+    "recorded": ((len(LEVELS),), np.uint8),
+    "whole": ((), np.uint8),
 }
 
 

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from xpstream.contract import LABEL_NAMES, LABELS, energy_grid  # noqa: E402
 from xpstream.train import metrics  # noqa: E402
+from xpstream.train.acquisition import measured_mask  # noqa: E402
 from xpstream.train.library import load_library  # noqa: E402
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings  # noqa: E402
 from xpstream.train.models import ShiftSTN, normalise, shift_warp  # noqa: E402
@@ -32,37 +33,108 @@ def test_set(settings: MixtureSettings, n: int, seed: int = TEST_SEED) -> tuple[
     return generator.generate(n), generator
 
 
-def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator) -> dict:
-    """All metrics of one model on one test batch."""
-    probs, shift = predict(model, batch.spectra)
-    predicted = probs >= thresholds[None, :]
-    if isinstance(model, ShiftSTN):
-        out = metrics.summary(batch.labels, probs, thresholds, batch.shift_ev, shift)
-    else:  # no calibrated shift to score
-        out = metrics.summary(batch.labels, probs, thresholds)
-    out["per_label"] = metrics.per_label(batch.labels, predicted)
+def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator, best: dict | None = None) -> dict:
+    """All metrics of one model on one test batch; `best` (a best.pt's contents) supplies the
+    calibration temperatures and the out-of-library threshold."""
+    best = best or {}
+    o = predict(model, batch, best.get("temperature"))
+    probs, determined = o["probabilities"], o["determined"]
+    scored = determined > 0
+    predicted = (probs >= thresholds[None, :]) & scored
+    shifts = (batch.shift_ev, o["shift_ev"]) if isinstance(model, ShiftSTN) else (None, None)  # else uncalibrated
+    out = metrics.summary(batch.labels, probs, thresholds, *shifts, scored=scored)
+    out["per_label"] = metrics.per_label(batch.labels.astype(bool) & scored, predicted)
+    out["calibration"] = {
+        "calibrated": metrics.reliability(batch.labels, probs, scored),
+        "uncalibrated": metrics.reliability(batch.labels, 1 / (1 + np.exp(-o["logits"])), scored),
+    }
+    partial = (determined > 0) & (determined < 1)
+    truth = batch.labels.astype(bool)
+    out["acquisition"] = {
+        "share_scored": float(scored.mean()),
+        "exact_match_all_defining_recorded": metrics.exact_match(
+            batch.labels, probs >= thresholds[None, :], determined >= 1
+        ),
+        "no_defining_recorded": {"n": int((~scored).sum()), "share_above_0.9": _share(probs[~scored] > 0.9)},
+        "some_defining_recorded": {
+            "n": int(partial.sum()),
+            "share_above_0.9": _share(probs[partial] > 0.9),
+            "share_above_0.9_when_absent": _share(probs[partial & ~truth] > 0.9),
+        },
+    }
+    threshold = best.get("out_of_library_threshold")
+    if threshold is not None:
+        out["out_of_library"] = {
+            "threshold": threshold,
+            "false_alarm_rate": float(np.mean(o["out_of_library_score"] > threshold)),
+            "score_quantiles": {
+                q: float(np.quantile(o["out_of_library_score"], float(q) / 100)) for q in ("50", "99", "99.9", "100")
+            },
+            "detection": out_of_library_detection(model, batch, generator, best),
+        }
     out["detection_by_fraction"] = metrics.detection_by_fraction(
         predicted, batch.components, batch.weights, generator.polymer_labels
     )
     return out
 
 
-def evaluate_checkpoints(paths: list[str], n: int, out_dir: str, max_shift_ev: float | None = None) -> dict:
-    """Evaluate best.pt files on one test set drawn with the first run's generator settings."""
+FOREIGN_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.4)
+FOREIGN_FWHM_EV = 1.5
+FOREIGN_REGION_HALF_WIDTH_EV = 10.0
+
+
+def _share(flags) -> float:
+    return float(np.mean(flags)) if np.size(flags) else float("nan")
+
+
+def out_of_library_detection(model, batch: Batch, generator: MixtureGenerator, best: dict, n: int = 1000) -> dict:
+    """How often the out-of-library flag rises when one line of an element the library lacks
+    (physics.toml [foreign_lines]) carries a fraction of the spectrum's area. The line is a
+    Gaussian at its binding energy plus the spectrum's shift; region plans also record its
+    region (+-10 eV), surveys show it anyway."""
+    grid = energy_grid()
+    rows = slice(0, min(n, len(batch.spectra)))
+    base = batch.spectra[rows]
+    shift = batch.shift_ev[rows, None].astype(np.float64)
+    sigma = FOREIGN_FWHM_EV / 2.3548
+    out = {}
+    for name, be in generator.library.foreign_lines.items():
+        centre = be + shift
+        line = np.exp(-0.5 * ((grid[None, :] - centre) / sigma) ** 2)
+        line /= line.sum(axis=1, keepdims=True)
+        measured = measured_mask(batch.recorded[rows], batch.whole[rows])
+        measured[np.abs(grid[None, :] - centre) <= FOREIGN_REGION_HALF_WIDTH_EV] = 1.0
+        out[name] = {}
+        for f in FOREIGN_FRACTIONS:
+            spectra = ((1 - f) * base + f * line).astype(np.float32)
+            test = Batch(**{**{k: v[rows] for k, v in vars(batch).items()}, "spectra": spectra})
+            score = predict(model, test, best.get("temperature"), measured=measured)["out_of_library_score"]
+            out[name][str(f)] = float(np.mean(score > best["out_of_library_threshold"]))
+    return out
+
+
+def evaluate_checkpoints(
+    paths: list[str], n: int, out_dir: str, max_shift_ev: float | None = None, acquisition: str | None = None
+) -> dict:
+    """Evaluate best.pt files on one test set drawn with the first run's generator settings
+    (maximum shift and acquisition plans overridable)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [(Path(p), *load_trained(p)) for p in paths]
     settings = TrainConfig.from_json(loaded[0][3]["config"]).mixtures
     if max_shift_ev is not None:
         settings = replace(settings, max_shift_ev=max_shift_ev)
+    if acquisition is not None:
+        settings = replace(settings, acquisition=acquisition)
     batch, generator = test_set(settings, n)
     report = {"test_set": {"n": n, "seed": TEST_SEED, "settings": settings.as_dict()}, "models": {}}
     for path, model, thresholds, best in loaded:
         name = f"{best['model_name']} ({path.parent.name})"
-        report["models"][name] = evaluate_model(model, thresholds, batch, generator)
+        report["models"][name] = evaluate_model(model, thresholds, batch, generator, best)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_report(report))
     plot_sensitivity(report, out / "sensitivity.png")
+    plot_reliability(report, out / "reliability.png")
     for path, model, _, _ in loaded:
         if isinstance(model, ShiftSTN):
             plot_alignment(model, batch, out / f"alignment-{path.parent.name}.png")
@@ -83,6 +155,7 @@ def markdown_report(report: dict) -> str:
             f"{m['macro_f1']:.4f} | {m.get('shift_mae_ev', float('nan')):.3f} |"
         )
     names = list(report["models"])
+    lines += _acquisition_section(report)
     lines += [
         "",
         "## Sensitivity per label",
@@ -104,6 +177,66 @@ def markdown_report(report: dict) -> str:
             )
         )
     return "\n".join(lines) + "\n"
+
+
+def _acquisition_section(report: dict) -> list[str]:
+    lines = [
+        "",
+        "## Acquisition, calibration, out-of-library",
+        "",
+        "Exact match above counts, per spectrum, the labels at least one recorded region can show;",
+        "'all defining' counts only the labels all of whose core levels were recorded.",
+        "",
+        "| model | labels scored | exact match (all defining recorded) | p > 0.9, none recorded | "
+        "p > 0.9, some recorded (absent) | ECE calibrated (uncalibrated) | out-of-library false alarms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in report["models"].items():
+        a, c = m["acquisition"], m["calibration"]
+        some = a["some_defining_recorded"]
+        oolib = m.get("out_of_library", {})
+        lines.append(
+            f"| {name} | {a['share_scored']:.3f} | {a['exact_match_all_defining_recorded']:.4f} | "
+            f"{a['no_defining_recorded']['share_above_0.9']:.4f} (n={a['no_defining_recorded']['n']}) | "
+            f"{some['share_above_0.9']:.4f} ({some['share_above_0.9_when_absent']:.4f}, n={some['n']}) | "
+            f"{c['calibrated']['ece']:.4f} ({c['uncalibrated']['ece']:.4f}) | "
+            f"{oolib.get('false_alarm_rate', float('nan')):.4f} |"
+        )
+    for name, m in report["models"].items():
+        detection = m.get("out_of_library", {}).get("detection")
+        if not detection:
+            continue
+        fractions = list(next(iter(detection.values())))
+        lines += [
+            "",
+            f"Out-of-library detection rate, {name} (threshold {m['out_of_library']['threshold']:.3f}): one line of",
+            "an element the library lacks carrying a fraction of the area:",
+            "",
+            "| line | " + " | ".join(f"{100 * float(f):g} %" for f in fractions) + " |",
+            "|---" * (len(fractions) + 1) + "|",
+        ]
+        for line_name, rates in detection.items():
+            lines.append(f"| {line_name} | " + " | ".join(f"{rates[f]:.3f}" for f in fractions) + " |")
+    return lines
+
+
+def plot_reliability(report: dict, path: Path) -> None:
+    """Reliability diagram: observed rate of presence against predicted probability (the
+    paper-less half of the evaluation: is 0.8 right 80 % of the time?)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for name, m in report["models"].items():
+        for kind, style in (("calibrated", "-o"), ("uncalibrated", ":x")):
+            rel = m["calibration"][kind]
+            xs = [b["confidence"] for b in rel["bins"]]
+            label = f"{name} {kind} (ECE {rel['ece']:.3f})"
+            ax.plot(xs, [b["observed"] for b in rel["bins"]], style, ms=3, label=label)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed share present")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot_sensitivity(report: dict, path: Path) -> None:

@@ -1,8 +1,10 @@
-"""ONNX export of a trained model: one graph, spectra [N, 6601] -> probabilities [N, 32], shift_ev [N].
+"""ONNX export of a trained model: one graph, (spectra [N, 6601], measured [N, 6601]) ->
+probabilities [N, 32], shift_ev [N], determined [N, 32], out_of_library_score [N].
 
-The graph normalises its input (any positive scale), has a dynamic batch axis, and carries
-the contract metadata (labels, thresholds, grid, version, training data, metrics), so the
-daemon needs nothing but the .onnx file.
+The graph is `Deployed` (calibration, determinability, out-of-library score inside); it
+normalises its input (any positive scale), has a dynamic batch axis, and carries the contract
+metadata (labels, thresholds, grid, version, out-of-library threshold, training data, metrics),
+so the daemon needs nothing but the .onnx file.
 """
 
 from __future__ import annotations
@@ -15,38 +17,27 @@ import onnx
 import torch
 from torch import nn
 
-from xpstream.contract import GRID_SIZE, ModelMetadata
-
-INPUT = "spectra"
-OUTPUTS = ("probabilities", "shift_ev")
+from xpstream.contract import GRID_SIZE, MODEL_INPUTS, MODEL_OUTPUTS, ModelMetadata
+from xpstream.train.models import Deployed
 
 
-class _Exported(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, spectra):
-        logits, shift_ev = self.model(spectra)
-        return torch.sigmoid(logits), shift_ev
-
-
-def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, opset: int = 17) -> Path:
-    """Write the model as ONNX with metadata; refuses metadata that break the contract."""
+def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, temperature=None, opset: int = 17) -> Path:
+    """Write the model (with per-label calibration temperatures) as ONNX with metadata;
+    refuses metadata that break the contract."""
     metadata.check()
     was_training = model.training
-    wrapper = _Exported(model.cpu()).eval()  # a fresh wrapper would put the model in training mode
+    wrapper = Deployed(model.cpu(), temperature).eval()  # a fresh wrapper would put the model in training mode
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # we choose the TorchScript exporter
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper,
-            (torch.rand(2, GRID_SIZE),),
+            (torch.rand(2, GRID_SIZE), torch.ones(2, GRID_SIZE)),
             buffer,
-            input_names=[INPUT],
-            output_names=list(OUTPUTS),
-            dynamic_axes={INPUT: {0: "batch"}, OUTPUTS[0]: {0: "batch"}, OUTPUTS[1]: {0: "batch"}},
+            input_names=list(MODEL_INPUTS),
+            output_names=list(MODEL_OUTPUTS),
+            dynamic_axes={name: {0: "batch"} for name in (*MODEL_INPUTS, *MODEL_OUTPUTS)},
             opset_version=opset,
             dynamo=False,
         )

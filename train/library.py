@@ -11,9 +11,11 @@ import math
 import re
 import tomllib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from xpstream.contract import GRID_START_EV, GRID_STOP_EV, LABEL_NAMES
 
@@ -94,6 +96,8 @@ class Library:
     levels: dict[str, CoreLevel]
     environments: dict[str, Environment]
     polymers: tuple[Polymer, ...]
+    secondary_lines: dict[str, float] = field(default_factory=dict)  # name -> BE, library elements
+    foreign_lines: dict[str, float] = field(default_factory=dict)  # name -> BE, elements it lacks
 
     def polymer(self, name: str) -> Polymer:
         """Find a polymer by name or abbreviation (case-insensitive)."""
@@ -107,6 +111,26 @@ class Library:
         """How many polymers carry each label, in contract order."""
         counts = Counter(label for p in self.polymers for label in p.labels)
         return {name: counts.get(name, 0) for name in LABEL_NAMES}
+
+    def level_extent_ev(self, level: str) -> tuple[float, float]:
+        """Lowest and highest line (doublet partners and shake-ups included) of a core level."""
+        lines = [
+            be
+            for e in self.environments.values()
+            if e.level.name == level
+            for be in (e.be_ev, e.be_ev + e.level.split_ev, e.be_ev + (e.shakeup.offset_ev if e.shakeup else 0.0))
+        ]
+        if not lines:
+            raise LibraryError(f"no environment of level {level!r}")
+        return min(lines), max(lines)
+
+    def label_levels(self, level_names) -> np.ndarray:
+        """(labels, levels) bool: level j shows an environment that is evidence of label i."""
+        out = np.zeros((len(LABEL_NAMES), len(level_names)), dtype=bool)
+        for e in self.environments.values():
+            if e.group and e.level.name in level_names:
+                out[LABEL_NAMES.index(e.group), list(level_names).index(e.level.name)] = True
+        return out
 
     def extreme_lines_ev(self) -> tuple[tuple[str, float], tuple[str, float]]:
         """(name, BE) of the lowest and highest line of the library, doublet partners included."""
@@ -216,7 +240,13 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
         polymer_list.append(polymer)
     if not polymer_list:
         raise LibraryError("polymer file holds no [[polymers]]")
-    return Library(instrument, dict(sources), levels, environments, tuple(polymer_list))
+    lines = {}
+    for kind in ("secondary_lines", "foreign_lines"):
+        lines[kind] = {}
+        for name, entry in physics.get(kind, {}).items():
+            where(kind.replace("_", " ")[:-1], name, entry)
+            lines[kind][name] = _positive(f"{kind} {name!r}", "be_ev", entry)
+    return Library(instrument, dict(sources), levels, environments, tuple(polymer_list), **lines)
 
 
 def _read_toml(path) -> dict:

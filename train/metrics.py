@@ -9,10 +9,14 @@ from xpstream.contract import LABEL_NAMES
 FRACTION_BINS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 
 
-def exact_match(truth, predicted) -> float:
-    """Share of spectra whose whole label set is right (subset accuracy)."""
+def exact_match(truth, predicted, scored=None) -> float:
+    """Share of spectra whose whole label set is right (subset accuracy); with `scored`
+    (N, labels) 0/1, only the scored labels of each spectrum count."""
     truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
-    return float((truth == predicted).all(axis=1).mean())
+    right = truth == predicted
+    if scored is not None:
+        right |= ~np.asarray(scored).astype(bool)
+    return float(right.all(axis=1).mean())
 
 
 def _counts(truth, predicted):
@@ -91,33 +95,56 @@ def detection_by_fraction(predicted, components, weights, polymer_labels, bins=F
 THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
 
 
-def tune_thresholds(truth, probabilities, grid=THRESHOLD_GRID, passes: int = 2) -> np.ndarray:
-    """Per-label thresholds that maximise exact match on validation data.
+def tune_thresholds(truth, probabilities, grid=THRESHOLD_GRID, passes: int = 2, scored=None) -> np.ndarray:
+    """Per-label thresholds that maximise exact match (over `scored` labels) on validation data.
 
     Coordinate ascent from 0.5: each label in turn takes the grid value that maximises exact
     match with the other labels' thresholds fixed (ties: the value nearest 0.5).
     """
     truth = np.asarray(truth).astype(bool)
+    ignored = np.zeros_like(truth) if scored is None else ~np.asarray(scored).astype(bool)
     thresholds = np.full(truth.shape[1], 0.5, dtype=np.float32)
-    correct = (probabilities >= thresholds) == truth
+    correct = ((probabilities >= thresholds) == truth) | ignored
     for _ in range(passes):
         for j in range(truth.shape[1]):
             others = np.delete(correct, j, axis=1).all(axis=1)
-            scores = [np.mean(others & ((probabilities[:, j] >= t) == truth[:, j])) for t in grid]
+            scores = [np.mean(others & (((probabilities[:, j] >= t) == truth[:, j]) | ignored[:, j])) for t in grid]
             best = np.flatnonzero(np.isclose(scores, max(scores)))
             thresholds[j] = grid[best[np.argmin(np.abs(grid[best] - 0.5))]]
-            correct[:, j] = (probabilities[:, j] >= thresholds[j]) == truth[:, j]
+            correct[:, j] = ((probabilities[:, j] >= thresholds[j]) == truth[:, j]) | ignored[:, j]
     return thresholds
 
 
-def summary(truth, probabilities, thresholds, shift_true=None, shift_pred=None) -> dict:
-    """The headline numbers for one model on one test set."""
-    predicted = probabilities >= np.asarray(thresholds)[None, :]
+def reliability(truth, probabilities, scored=None, bins: int = 15) -> dict:
+    """Reliability diagram and expected calibration error over all scored (spectrum, label)
+    probabilities: equal-width bins; ECE = sum over bins of share x |mean p - observed rate|."""
+    p = np.asarray(probabilities, dtype=float)
+    t = np.asarray(truth).astype(float)
+    keep = np.ones(p.shape, dtype=bool) if scored is None else np.asarray(scored).astype(bool)
+    p, t = p[keep], t[keep]
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        sel = which == b
+        if not sel.any():
+            continue
+        conf, rate = float(p[sel].mean()), float(t[sel].mean())
+        rows.append({"from": b / bins, "to": (b + 1) / bins, "n": int(sel.sum()), "confidence": conf, "observed": rate})
+        ece += sel.mean() * abs(conf - rate)
+    return {"ece": float(ece), "n": int(p.size), "bins": rows}
+
+
+def summary(truth, probabilities, thresholds, shift_true=None, shift_pred=None, scored=None) -> dict:
+    """The headline numbers for one model on one test set; with `scored`, over the scored
+    (spectrum, label) entries only (F1: unscored entries count as neither true nor predicted)."""
+    scored = np.ones(np.shape(truth), dtype=bool) if scored is None else np.asarray(scored).astype(bool)
+    predicted = (probabilities >= np.asarray(thresholds)[None, :]) & scored
+    truth_scored = np.asarray(truth).astype(bool) & scored
     out = {
-        "exact_match": exact_match(truth, predicted),
-        "exact_match_at_0.5": exact_match(truth, probabilities >= 0.5),
-        "micro_f1": micro_f1(truth, predicted),
-        "macro_f1": macro_f1(truth, predicted),
+        "exact_match": exact_match(truth, predicted, scored),
+        "exact_match_at_0.5": exact_match(truth, probabilities >= 0.5, scored),
+        "micro_f1": micro_f1(truth_scored, predicted),
+        "macro_f1": macro_f1(truth_scored, predicted),
     }
     if shift_true is not None and shift_pred is not None:
         out["shift_mae_ev"] = float(np.mean(np.abs(np.asarray(shift_pred) - np.asarray(shift_true))))

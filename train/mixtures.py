@@ -9,8 +9,10 @@ Per spectrum (arXiv 2603.05350, section "Synthetic mixing"):
 - clip negatives and re-normalise.
 Options beyond the paper: per-epoch jittered templates (binding energy and width), Poisson
 counting noise at a chosen count level, residual background left by imperfect Shirley
-subtraction, and acquisition-like region windows (zero outside the recorded regions of the
-elements present).
+subtraction, and acquisition plans (`xpstream.train.acquisition`): "full" records the whole
+grid (the paper), "regions" the regions of the elements present, "random" draws a realistic
+plan per spectrum (subsets, extra regions, surveys at survey resolution); the grid is zero
+outside what was recorded, and the batch says what was.
 
 Weights multiply the normalised base spectra, so a weight is a fraction of the mixture's
 spectral area. Everything is deterministic under a seed: chunk i of epoch e draws from
@@ -32,9 +34,9 @@ from xpstream.contract import (
     GRID_STEP_EV,
     GRID_STOP_EV,
     NUM_LABELS,
-    energy_grid,
     labels_to_multihot,
 )
+from xpstream.train.acquisition import LEVELS, draw_plans, measured_mask, window_slices
 from xpstream.train.library import Library, LibraryError
 from xpstream.train.simulate import (
     Jitter,
@@ -46,22 +48,12 @@ from xpstream.train.simulate import (
 )
 
 MAX_COMPONENTS = 4
-# Typical acquisition windows (binding energy, eV) of the core-level regions an operator
-# records; wide enough for a +-5 eV charging shift and the C 1s shake-ups and CF3 lines.
-REGION_WINDOWS_EV = {
-    "C 1s": (278.0, 300.0),
-    "N 1s": (392.0, 415.0),
-    "O 1s": (524.0, 542.0),
-    "F 1s": (678.0, 698.0),
-    "Si 2p": (94.0, 112.0),
-    "P 2p": (126.0, 144.0),
-    "S 2p": (156.0, 176.0),
-    "Cl 2p": (192.0, 210.0),
-    "Br 3d": (62.0, 80.0),
-}
 # A line must keep this many eV inside the grid at the largest shift.
 EDGE_MARGIN_EV = 3.0
 NOISE_POOL = 1 << 22
+ACQUISITIONS = ("full", "regions", "random")
+SURVEY_EXTRA_SIGMA_EV = (0.5, 0.9)  # survey resolution: extra Gaussian broadening, uniform
+SURVEY_COUNTS_FACTOR = 0.1  # a survey spends a tenth of a region scan's counts per line
 
 
 class SettingsError(ValueError):
@@ -81,7 +73,7 @@ class MixtureSettings:
     variants: int = 8  # jittered templates per polymer and epoch (1 when no jitter)
     noise_counts: float = 0.0  # total counts for Poisson noise; 0 = noise-free
     residual_background: float = 0.0  # std of the residual Shirley step, fraction of region area
-    region_windows: bool = False
+    acquisition: str = "full"  # one of ACQUISITIONS
     polymers: tuple[str, ...] = field(default=())  # names or abbreviations; () = whole library
 
     def as_dict(self) -> dict:
@@ -98,6 +90,12 @@ class Batch:
     broadening_ev: np.ndarray  # (N,) float32, Gaussian sigma applied
     weights: np.ndarray  # (N, MAX_COMPONENTS) float32, 0 for unused slots
     components: np.ndarray  # (N, MAX_COMPONENTS) int16, polymer index or -1
+    recorded: np.ndarray  # (N, len(LEVELS)) uint8, the core-level regions recorded
+    whole: np.ndarray  # (N,) uint8, 1 = the whole grid recorded (full or survey)
+
+    def measured(self) -> np.ndarray:
+        """The measured-region mask (N, GRID_SIZE) float32, the model's second input."""
+        return measured_mask(self.recorded, self.whole)
 
     @staticmethod
     def concatenate(batches: list[Batch]) -> Batch:
@@ -116,15 +114,8 @@ class MixtureGenerator:
         self.jittered = bool(settings.be_jitter_ev or settings.width_jitter)
         self.n_variants = settings.variants if self.jittered else 1
         self.polymer_labels = np.stack([labels_to_multihot(p.labels) for p in self.polymers])
-        level_names = list(REGION_WINDOWS_EV)
-        self.polymer_levels = np.array(
-            [[name in p.levels for name in level_names] for p in self.polymers], dtype=np.float32
-        )
-        grid = energy_grid()
-        self.window_slices = [
-            slice(int(np.searchsorted(grid, lo)), int(np.searchsorted(grid, hi, side="right")))
-            for lo, hi in REGION_WINDOWS_EV.values()
-        ]
+        self.polymer_levels = np.array([[name in p.levels for name in LEVELS] for p in self.polymers], dtype=np.float32)
+        self.window_slices = window_slices()
         edges = sorted((w.start, w.stop) for w in self.window_slices)
         starts = [0] + [stop for _, stop in edges]
         stops = [start for start, _ in edges] + [GRID_SIZE]
@@ -135,6 +126,9 @@ class MixtureGenerator:
         self.n_bins = band_limit(min_gauss)
         self.nu = frequencies(self.n_bins).astype(np.float32)
         self.new_epoch(0)
+        rendered = to_spectra(self.templates[:: self.n_variants].copy())
+        # share of each polymer's spectral area in each level's window ("the minor element")
+        self.polymer_level_area = np.stack([rendered[:, w].sum(axis=1) for w in self.window_slices], axis=1)
 
     def new_epoch(self, epoch: int) -> None:
         """Redraw the jittered templates and the noise pool for this epoch."""
@@ -166,6 +160,22 @@ class MixtureGenerator:
         components = np.where(slot_used, components, -1).astype(np.int16)
         shift = rng.uniform(-s.max_shift_ev, s.max_shift_ev, size=n).astype(np.float32)
         sigma = np.abs(rng.normal(0.0, s.broadening_scale_ev, size=n)).astype(np.float32)
+        labels = np.zeros((n, NUM_LABELS), dtype=np.uint8)
+        present = np.zeros((n, len(LEVELS)), dtype=np.float32)
+        level_areas = np.zeros((n, len(LEVELS)), dtype=np.float32)
+        for k in range(MAX_COMPONENTS):
+            used = slot_used[:, k]
+            labels[used] |= self.polymer_labels[components[used, k]]
+            present[used] = np.maximum(present[used], self.polymer_levels[components[used, k]])
+            level_areas[used] += weights[used, k : k + 1] * self.polymer_level_area[components[used, k]]
+        if s.acquisition == "random":
+            recorded, whole, survey = draw_plans(present, level_areas, rng)
+            survey_sigma = rng.uniform(*SURVEY_EXTRA_SIGMA_EV, size=n).astype(np.float32)
+            sigma = np.where(survey, np.hypot(sigma, survey_sigma), sigma).astype(np.float32)
+        else:
+            full = s.acquisition == "full"
+            recorded = np.ones_like(present, dtype=bool) if full else present.astype(bool)
+            whole, survey = np.full(n, full), np.zeros(n, dtype=bool)
 
         rows = np.repeat(np.arange(n), MAX_COMPONENTS)
         cols = (np.maximum(components, 0) * self.n_variants + variant).ravel()
@@ -175,22 +185,16 @@ class MixtureGenerator:
         coeffs = mixing @ self.templates
         coeffs *= self._shift_and_broaden(shift, sigma)
         spectra = to_spectra(coeffs)
-
-        labels = np.zeros((n, NUM_LABELS), dtype=np.uint8)
-        levels = np.zeros((n, len(REGION_WINDOWS_EV)), dtype=np.float32)
-        for k in range(MAX_COMPONENTS):
-            used = slot_used[:, k]
-            labels[used] |= self.polymer_labels[components[used, k]]
-            levels[used] = np.maximum(levels[used], self.polymer_levels[components[used, k]])
-        if s.region_windows:
-            self._keep_recorded_regions(spectra, levels)
+        if s.acquisition != "full":
+            self._keep_recorded_regions(spectra, recorded, whole)
         if s.residual_background:
-            self._add_residual_background(spectra, levels, rng)
+            self._add_residual_background(spectra, recorded & present.astype(bool), rng)
         _normalise_rows(spectra)
         if s.noise_counts:
-            self._add_counting_noise(spectra, rng)
+            self._add_counting_noise(spectra, survey, rng)
             _normalise_rows(spectra)
-        return Batch(spectra, labels, shift, sigma, weights, components)
+        recorded, whole = recorded.astype(np.uint8), whole.astype(np.uint8)
+        return Batch(spectra, labels, shift, sigma, weights, components, recorded, whole)
 
     def _shift_and_broaden(self, shift_ev: np.ndarray, sigma_ev: np.ndarray) -> np.ndarray:
         """Fourier factor exp(-2 pi^2 sigma^2 nu^2) * exp(-2 pi i nu shift), complex64 (N, bins)."""
@@ -206,12 +210,14 @@ class MixtureGenerator:
         np.negative(parts[..., 1], out=parts[..., 1])
         return factor
 
-    def _keep_recorded_regions(self, spectra, levels) -> None:
-        """Zero everything outside the windows of the core levels each spectrum contains."""
+    def _keep_recorded_regions(self, spectra, recorded, whole) -> None:
+        """Zero everything outside the recorded regions (rows with `whole` keep the grid)."""
+        keep = (recorded | whole[:, None]).astype(np.float32)
         for j, window in enumerate(self.window_slices):
-            spectra[:, window] *= levels[:, j : j + 1]
+            spectra[:, window] *= keep[:, j : j + 1]
+        outside = whole.astype(np.float32)[:, None]
         for gap in self.gap_slices:
-            spectra[:, gap] = 0.0
+            spectra[:, gap] *= outside
 
     def _add_residual_background(self, spectra, levels, rng) -> None:
         """Add r x a Shirley-shaped step in each recorded region, r ~ N(0, std) per spectrum.
@@ -228,17 +234,19 @@ class MixtureGenerator:
             region += np.cumsum(region, axis=1) * scale
             np.maximum(region, 0.0, out=region)
 
-    def _add_counting_noise(self, spectra, rng) -> None:
-        """Poisson noise (Gaussian approximation) for noise_counts counts in the spectrum.
+    def _add_counting_noise(self, spectra, survey, rng) -> None:
+        """Poisson noise (Gaussian approximation) for noise_counts counts in the spectrum
+        (SURVEY_COUNTS_FACTOR of them for survey rows).
 
         Every line lies inside a region window, so only windows are touched. Each row reads
         consecutive normals from the epoch's pool at a random offset.
         """
         offsets = rng.integers(0, NOISE_POOL - GRID_SIZE, size=(len(spectra), 1))
+        scale = np.where(survey, np.float32(SURVEY_COUNTS_FACTOR**-0.5), np.float32(1.0))[:, None]
         for window in self.window_slices:
             region = spectra[:, window]
             noise = self.noise_pool[offsets + np.arange(window.start, window.stop)]
-            noise *= np.sqrt(region)
+            noise *= np.sqrt(region) * scale
             region += noise
             np.maximum(region, 0.0, out=region)
 
@@ -277,6 +285,8 @@ def _validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name} must be a finite number >= 0, got {value}")
+    if s.acquisition not in ACQUISITIONS:
+        raise SettingsError(f"acquisition must be one of {ACQUISITIONS}, got {s.acquisition!r}")
     if s.variants < 1:
         raise SettingsError(f"variants must be >= 1, got {s.variants}")
     try:

@@ -1,8 +1,13 @@
 """The networks: the paper's MLP, CNN and STN (Appendix A) and xpstream's shift-supervised STN.
 
-Every model takes grid spectra (N, 6601) of any positive scale, normalises them to unit area
-inside `forward` (so the exported graph does too) and returns (logits (N, 32), shift_ev (N,)).
-Models without a shift estimate return zeros for it.
+Every model takes grid spectra (N, 6601) of any positive scale and the measured-region mask
+(N, 6601; None = the whole grid), normalises the spectra to unit area inside `forward` (so the
+exported graph does too) and returns (logits (N, 32), shift_ev (N,)). Models without a shift
+estimate return zeros for it; only the acquisition-aware STN reads the mask.
+
+`Deployed` wraps a trained model into what the exported graph computes: calibrated
+probabilities, the shift, per-label determinability from the mask, and the out-of-library
+score (`Acquisition`).
 
 The STN's warp is a 1D linear interpolation (index arithmetic, gather, lerp, zero outside),
 which equals the paper's affine_grid + grid_sample on a 1 x L image (tests check it to 1e-5)
@@ -16,6 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from xpstream.contract import GRID_SIZE, GRID_STEP_EV, NUM_LABELS
+from xpstream.train.acquisition import (
+    EXPLAINED_SHIFT_EV,
+    LEVELS,
+    RECORDED_COVERAGE,
+    coverage_matrix,
+    explained_mask,
+)
+from xpstream.train.library import load_library
 
 
 def normalise(spectra: torch.Tensor) -> torch.Tensor:
@@ -88,7 +101,7 @@ class MLP(nn.Module):
         super().__init__()
         self.classifier = Backbone()
 
-    def forward(self, spectra):
+    def forward(self, spectra, measured=None):
         x = normalise(spectra)
         return self.classifier(x), x.new_zeros(x.shape[0])
 
@@ -101,7 +114,7 @@ class CNN(nn.Module):
         self.features = nn.Sequential(nn.Conv1d(1, 16, 35, padding=17), nn.BatchNorm1d(16), nn.LeakyReLU(0.01))
         self.classifier = Backbone(16 * GRID_SIZE)
 
-    def forward(self, spectra):
+    def forward(self, spectra, measured=None):
         x = normalise(spectra)
         return self.classifier(self.features(x[:, None, :]).flatten(1)), x.new_zeros(x.shape[0])
 
@@ -121,7 +134,7 @@ class PaperSTN(nn.Module):
         self.classifier = Backbone()
         self.grid_sample = grid_sample
 
-    def forward(self, spectra):
+    def forward(self, spectra, measured=None):
         x = normalise(spectra)
         t = self.localisation(x)[:, 0]
         aligned = paper_grid_sample_warp(x, t) if self.grid_sample else shift_warp(x, normalised_to_samples(t))
@@ -138,11 +151,14 @@ class ShiftSTN(nn.Module):
     the onnxruntime cost of the convolutional one at the same shift error);
     localisation="conv": average-pool by 2, two strided convolutions, then 64 -> 1 (ablation).
     sqrt_input: the classifier sees the square root of the aligned spectrum (ablation: linear).
+    acquisition_input: the classifier also sees which core-level regions the mask records, so
+    "not measured" and "measured, nothing there" differ (contract version 2).
     """
 
-    def __init__(self, localisation: str = "mlp", sqrt_input: bool = True):
+    def __init__(self, localisation: str = "mlp", sqrt_input: bool = True, acquisition_input: bool = False):
         super().__init__()
         self.sqrt_input = sqrt_input
+        self.acquisition = Acquisition() if acquisition_input else None
         if localisation == "conv":
             self.localisation = nn.Sequential(
                 nn.AvgPool1d(2),  # 6601 -> 3300
@@ -161,16 +177,66 @@ class ShiftSTN(nn.Module):
             )
         else:
             raise ValueError(f"localisation must be 'conv' or 'mlp', got {localisation!r}")
-        self.classifier = Backbone()
+        self.classifier = Backbone(GRID_SIZE + (len(LEVELS) if acquisition_input else 0))
 
-    def forward(self, spectra):
+    def forward(self, spectra, measured=None):
         x = normalise(spectra)
         # unit-area spectra have values ~1e-2; scale to O(1) for the localisation net
         shift_ev = self.localisation(x[:, None, :] * 100.0)[:, 0]
         aligned = shift_warp(x, shift_ev / GRID_STEP_EV)
         if self.sqrt_input:  # lifts minor components' peaks; variance-stabilises counting noise
             aligned = torch.sqrt(aligned.clamp_min(0) + 1e-8)
+        if self.acquisition is not None:
+            aligned = torch.cat([aligned, self.acquisition.recorded(measured, x)], dim=1)
         return self.classifier(aligned), shift_ev
+
+
+class Acquisition(nn.Module):
+    """Fixed maps (buffers, not trained) from the mask and the unit-area spectrum:
+
+    recorded (N, levels): 1 where at least RECORDED_COVERAGE of a level's lines were recorded;
+    determined (N, 32): the share of a label's defining levels recorded (0 = nothing measured
+    could show it); out_of_library_score (N,): the share of the spectrum's area where the
+    library has no lines (`explained_mask`).
+    """
+
+    def __init__(self):
+        super().__init__()
+        library = load_library()
+        self.register_buffer("coverage", torch.from_numpy(coverage_matrix(library)))
+        defining = library.label_levels(LEVELS).astype("float32")
+        self.register_buffer("defining_share", torch.from_numpy(defining / defining.sum(axis=1, keepdims=True)))
+        self.register_buffer("unexplained", torch.from_numpy(1.0 - explained_mask(library, EXPLAINED_SHIFT_EV)))
+
+    def recorded(self, measured, x):
+        if measured is None:
+            return x.new_ones(x.shape[0], len(LEVELS))
+        return (measured @ self.coverage >= RECORDED_COVERAGE).to(x.dtype)
+
+    def forward(self, x, measured):
+        """(determined (N, 32), out_of_library_score (N,)) for unit-area spectra x."""
+        determined = self.recorded(measured, x) @ self.defining_share.T
+        return determined, (x * self.unexplained).sum(dim=1)
+
+
+class Deployed(nn.Module):
+    """What the exported graph computes from (spectra, measured): probabilities (N, 32) with
+    per-label temperature calibration and 0.5 (no evidence) where `determined` is 0, shift_ev
+    (N,), determined (N, 32) and out_of_library_score (N,)."""
+
+    def __init__(self, model: nn.Module, temperature=None):
+        super().__init__()
+        self.model = model
+        self.acquisition = Acquisition()
+        t = torch.ones(NUM_LABELS) if temperature is None else torch.as_tensor(temperature, dtype=torch.float32)
+        self.register_buffer("temperature", t.clone())
+
+    def forward(self, spectra, measured):
+        logits, shift_ev = self.model(spectra, measured)
+        determined, score = self.acquisition(normalise(spectra), measured)
+        probs = torch.sigmoid(logits / self.temperature)
+        probs = torch.where(determined > 0, probs, torch.full_like(probs, 0.5))
+        return probs, shift_ev, determined, score
 
 
 MODELS = {
@@ -178,6 +244,7 @@ MODELS = {
     "cnn": CNN,
     "stn": PaperSTN,
     "stn-shift": ShiftSTN,
+    "stn-acq": lambda: ShiftSTN(acquisition_input=True),  # reads the measured-region mask
     # ablations of stn-shift
     "stn-shift-convloc": lambda: ShiftSTN(localisation="conv"),
     "stn-shift-linear": lambda: ShiftSTN(sqrt_input=False),

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xpstream.contract import LABELS, energy_grid  # noqa: E402
+from xpstream.train.acquisition import REGION_WINDOWS_EV  # noqa: E402
 from xpstream.train.library import Library  # noqa: E402
-from xpstream.train.mixtures import REGION_WINDOWS_EV, Batch  # noqa: E402
+from xpstream.train.mixtures import Batch  # noqa: E402
 from xpstream.train.simulate import base_spectrum  # noqa: E402
 
 

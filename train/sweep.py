@@ -46,7 +46,7 @@ def _score(runs: dict[str, Path], settings: MixtureSettings, n: int) -> dict[str
     scores = {}
     for name, path in runs.items():
         model, thresholds, best = load_trained(path)
-        result = evaluate_model(model, thresholds, batch, generator)
+        result = evaluate_model(model, thresholds, batch, generator, best)
         result["epochs_trained"] = len(best["history"])
         scores[name] = result
     return scores

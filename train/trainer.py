@@ -21,12 +21,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from xpstream.contract import NUM_LABELS
+from xpstream.train.acquisition import measured_mask
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
-from xpstream.train.models import ShiftSTN, build_model
+from xpstream.train.models import Acquisition, Deployed, ShiftSTN, build_model, normalise
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data
+OUT_OF_LIBRARY_FALSE_ALARM = 0.002  # share of validation (library) spectra the flag may raise
+OUT_OF_LIBRARY_FLOOR = 0.05  # the out-of-library threshold never goes below this share of area
 
 
 @dataclass
@@ -43,6 +46,7 @@ class TrainConfig:
     shift_loss_weight: float = 1.0  # on SmoothL1(shift_ev), for models that report a shift
     label_weighting: bool = False  # BCE pos_weight from label frequencies
     patience: int = 6
+    init_from: str = ""  # best.pt whose weights start this run (warm start, see `warm_start`)
     seed: int = 0
     device: str = "auto"
 
@@ -65,23 +69,62 @@ def pick_device(name: str) -> torch.device:
 def to_tensors(batch: Batch, device):
     return (
         torch.from_numpy(batch.spectra).to(device),
+        torch.from_numpy(batch.measured()).to(device),
         torch.from_numpy(batch.labels.astype(np.float32)).to(device),
         torch.from_numpy(batch.shift_ev).to(device),
     )
 
 
 @torch.no_grad()
-def predict(model, spectra: np.ndarray, device=None, batch_size: int = 1024):
-    """Probabilities (N, 32) and shift_ev (N,) as numpy arrays, model in eval mode."""
+def predict(model, batch: Batch, temperature=None, device=None, batch_size: int = 1024, measured=None) -> dict:
+    """What the exported graph would say about a batch (see `Deployed`), plus the raw logits:
+    numpy arrays keyed probabilities, shift_ev, determined, out_of_library_score, logits.
+    The masks come from the batch's plans unless `measured` (N, GRID_SIZE) is given."""
     device = device or next(model.parameters()).device
-    model.eval()
-    probs, shifts = [], []
-    for start in range(0, len(spectra), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(spectra[start : start + batch_size])).to(device)
-        logits, shift = model(x)
-        probs.append(torch.sigmoid(logits).cpu().numpy())
-        shifts.append(shift.cpu().numpy())
-    return np.concatenate(probs), np.concatenate(shifts)
+    deployed = Deployed(model, temperature).to(device).eval()
+    out = {k: [] for k in ("probabilities", "shift_ev", "determined", "out_of_library_score", "logits")}
+    for start in range(0, len(batch.spectra), batch_size):
+        rows = slice(start, start + batch_size)
+        x = torch.from_numpy(np.ascontiguousarray(batch.spectra[rows])).to(device)
+        m = measured_mask(batch.recorded[rows], batch.whole[rows]) if measured is None else measured[rows]
+        m = torch.from_numpy(np.ascontiguousarray(m)).to(device)
+        for key, value in zip(out, (*deployed(x, m), model(x, m)[0]), strict=True):
+            out[key].append(value.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def fit_temperature(logits: np.ndarray, truth: np.ndarray, scored: np.ndarray, steps: int = 200) -> np.ndarray:
+    """Per-label temperatures minimising the BCE of logits / T on the scored entries."""
+    z = torch.from_numpy(logits).double()
+    y = torch.from_numpy(truth.astype(np.float64))
+    w = torch.from_numpy(scored.astype(np.float64))
+    log_t = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        bce = F.binary_cross_entropy_with_logits(z / log_t.exp(), y, reduction="none")
+        loss = (bce * w).sum() / w.sum().clamp_min(1)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return log_t.exp().detach().numpy().astype(np.float32)
+
+
+def warm_start(model: torch.nn.Module, state: dict) -> None:
+    """Copy matching weights from another run. A tensor that grew (e.g. a first layer that now
+    also reads the recorded-levels vector) takes the old values in its leading slice and zeros
+    elsewhere, so the warm-started model computes what the old one did until training moves it."""
+    own = model.state_dict()
+    for key, value in own.items():
+        old = state.get(key)
+        if old is None or old.dim() != value.dim() or any(o > n for o, n in zip(old.shape, value.shape, strict=True)):
+            continue
+        if old.shape != value.shape:
+            value.zero_()
+        value[tuple(slice(0, n) for n in old.shape)] = old
+    model.load_state_dict(own)
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -103,6 +146,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         config.val_size
     )
     model = build_model(config.model).to(device)
+    if config.init_from:
+        warm_start(model, torch.load(config.init_from, map_location=device, weights_only=False)["model"])
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(config.train_size / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -128,6 +173,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         state = ckpt["state"]
     (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
     with_shift = isinstance(model, ShiftSTN)
+    acquisition = Acquisition().to(device)  # which labels the recorded regions can speak to
 
     for epoch in range(state["epoch"] + 1, config.epochs if not state.get("stopped") else 0):
         train_gen.new_epoch(epoch)
@@ -135,11 +181,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         bar = tqdm(total=config.train_size, desc=f"epoch {epoch}", unit="sp", disable=not progress, leave=False)
         losses, hits, seen = [], 0, 0
         for chunk in train_gen.iter_chunks(config.train_size, chunk=config.batch_size * 16, workers=1):
-            x_all, y_all, s_all = to_tensors(chunk, device)
+            x_all, m_all, y_all, s_all = to_tensors(chunk, device)
             for start in range(0, len(x_all), config.batch_size):
-                x, y, s = (t[start : start + config.batch_size] for t in (x_all, y_all, s_all))
-                logits, shift = model(x)
-                loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+                x, m, y, s = (t[start : start + config.batch_size] for t in (x_all, m_all, y_all, s_all))
+                logits, shift = model(x, m)
+                # labels nothing recorded could show carry no loss: no prior is learnt for them
+                scored = (acquisition(normalise(x), m)[0] > 0).to(x.dtype)
+                bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+                loss = (bce * scored).sum() / scored.sum().clamp_min(1)
                 if with_shift:
                     loss = loss + config.shift_loss_weight * F.smooth_l1_loss(shift, s, beta=0.1)
                 optimiser.zero_grad(set_to_none=True)
@@ -148,19 +197,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                 optimiser.step()
                 schedule.step()
                 losses.append(loss.item())
-                hits += int(((logits > 0) == (y > 0.5)).all(dim=1).sum())
+                hits += int((((logits > 0) == (y > 0.5)) | (scored == 0)).all(dim=1).sum())
                 seen += len(x)
                 bar.update(len(x))
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{hits / seen:.3f}")
         bar.close()
-        probs, shift_pred = predict(model, val.spectra, device)
-        metric = exact_match(val.labels, probs >= 0.5)
+        v = predict(model, val, device=device)
+        metric = exact_match(val.labels, v["probabilities"] >= 0.5, v["determined"] > 0)
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "train_exact_match": hits / seen,
             "val_exact_match": metric,
-            "val_shift_mae_ev": float(np.mean(np.abs(shift_pred - val.shift_ev))) if with_shift else None,
+            "val_shift_mae_ev": float(np.mean(np.abs(v["shift_ev"] - val.shift_ev))) if with_shift else None,
             "lr": schedule.get_last_lr()[0],
         }
         state["history"].append(record)
@@ -185,27 +234,39 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             break
 
     model.load_state_dict(state["best_model"])
-    probs, shift_pred = predict(model, val.spectra, device)
-    thresholds = tune_thresholds(val.labels, probs)
+    v = predict(model, val, device=device)
+    scored = v["determined"] > 0
+    temperature = fit_temperature(v["logits"], val.labels, scored)
+    probs = predict(model, val, temperature, device=device)["probabilities"]
+    thresholds = tune_thresholds(val.labels, probs, scored=scored)
+    # every validation spectrum is a library polymer mixture: the flag's false-alarm rate there
+    # is at most OUT_OF_LIBRARY_FALSE_ALARM, and never below the floor (real backgrounds)
+    score_threshold = max(
+        OUT_OF_LIBRARY_FLOOR, float(np.quantile(v["out_of_library_score"], 1 - OUT_OF_LIBRARY_FALSE_ALARM))
+    )
     best = {
         "model_name": config.model,
         "model": state["best_model"],
         "config": config.to_json(),
         "thresholds": thresholds.tolist(),
+        "temperature": temperature.tolist(),
+        "out_of_library_threshold": score_threshold,
         "history": state["history"],
         "best_epoch": state["best_epoch"],
         "val_exact_match": state["best_metric"],
-        "val_exact_match_tuned": exact_match(val.labels, probs >= thresholds),
+        "val_exact_match_tuned": exact_match(val.labels, probs >= thresholds, scored),
     }
     save_atomic(best, out / "best.pt")
     return best
 
 
 def load_trained(path: str | Path, device="cpu"):
-    """(model in eval mode, thresholds (32,), best.pt contents) from a best.pt file."""
+    """(model in eval mode, thresholds (32,), best.pt contents) from a best.pt file; the
+    calibration temperatures are best["temperature"] (ones for runs made before calibration)."""
     best = torch.load(path, map_location=device, weights_only=False)
     model = build_model(best["model_name"]).to(device)
     model.load_state_dict(best["model"])
     model.eval()
     thresholds = np.asarray(best.get("thresholds", [0.5] * NUM_LABELS), dtype=np.float32)
+    best.setdefault("temperature", [1.0] * NUM_LABELS)
     return model, thresholds, best

@@ -27,6 +27,8 @@ def _load_library(args):
 
 
 def _mixture_args(p: argparse.ArgumentParser) -> None:
+    from xpstream.train.mixtures import ACQUISITIONS
+
     g = p.add_argument_group("mixture generator (defaults follow the published protocol)")
     g.add_argument("--max-shift", type=float, default=3.0, help="shift drawn from U(-S, S) eV (default 3)")
     g.add_argument("--components", type=int, nargs=2, default=(2, 4), metavar=("MIN", "MAX"))
@@ -36,7 +38,12 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--variants", type=int, default=8, help="jittered templates per polymer")
     g.add_argument("--noise-counts", type=float, default=0.0, help="Poisson noise at this many counts (0: none)")
     g.add_argument("--residual-background", type=float, default=0.0, help="std of residual Shirley step")
-    g.add_argument("--region-windows", action="store_true", help="zero outside recorded core-level windows")
+    g.add_argument(
+        "--acquisition",
+        choices=ACQUISITIONS,
+        default="full",
+        help="full: whole grid (paper); regions: the regions of the elements present; random: realistic plans",
+    )
     g.add_argument("--polymers", nargs="+", default=(), help="restrict to these polymers (names or abbreviations)")
     g.add_argument("--seed", type=int, default=0)
 
@@ -54,7 +61,7 @@ def _mixture_settings(args):
         variants=args.variants,
         noise_counts=args.noise_counts,
         residual_background=args.residual_background,
-        region_windows=args.region_windows,
+        acquisition=args.acquisition,
         polymers=tuple(args.polymers),
     )
 
@@ -126,6 +133,7 @@ def _train_config(args):
         shift_loss_weight=args.shift_loss_weight,
         label_weighting=args.label_weighting,
         patience=args.patience,
+        init_from=args.init_from,
         seed=args.seed,
         device=args.device,
     )
@@ -157,6 +165,7 @@ def cmd_sweep(args) -> None:
 def cmd_export(args) -> None:
     from xpstream.contract import ModelMetadata
     from xpstream.train.export import export_onnx
+    from xpstream.train.library import load_library
     from xpstream.train.trainer import load_trained
 
     model, thresholds, best = load_trained(args.checkpoint)
@@ -165,6 +174,8 @@ def cmd_export(args) -> None:
         model_id=args.model_id,
         version=args.version,
         thresholds=[float(t) for t in thresholds],
+        out_of_library_threshold=float(best.get("out_of_library_threshold", 1.0)),
+        elements=sorted({level.element for level in load_library().levels.values()}),
         training_data={
             "model": best["model_name"],
             "generator": best["config"]["mixtures"],
@@ -175,7 +186,7 @@ def cmd_export(args) -> None:
         },
         metrics=metrics,
     )
-    print(export_onnx(model, metadata, args.out))
+    print(export_onnx(model, metadata, args.out, temperature=best["temperature"]))
 
 
 def cmd_export_preprocess(args) -> None:
@@ -187,19 +198,34 @@ def cmd_export_preprocess(args) -> None:
 def cmd_evaluate(args) -> None:
     from xpstream.train.evaluate import evaluate_checkpoints
 
-    evaluate_checkpoints(args.checkpoints, args.n, args.out, args.max_shift)
+    evaluate_checkpoints(args.checkpoints, args.n, args.out, args.max_shift, args.acquisition)
     print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
+
+
+def format_prediction(pred, regions: list[str]) -> str:
+    """Two or three lines a person reads: the verdict, the strongest groups, what was recorded."""
+    verdict = "in library" if pred.in_library else "NOT IN LIBRARY (do not trust the groups)"
+    unexplained = f"; unexplained regions: {', '.join(pred.unexplained_regions)}" if pred.unexplained_regions else ""
+    judged = {k: v for k, v in pred.probabilities.items() if k not in pred.undetermined}
+    top = sorted(judged.items(), key=lambda kv: -kv[1])[:5]
+    lines = [
+        f"{pred.source}: {verdict} (out-of-library score {pred.out_of_library_score:.3f}{unexplained}); "
+        f"shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.labels) or '(none)'}",
+        "    top: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + f"; regions: {regions}",
+    ]
+    if pred.undetermined:
+        lines.append(f"    not determinable (no region that shows them was recorded): {', '.join(pred.undetermined)}")
+    return "\n".join(lines)
 
 
 def cmd_predict(args) -> None:
     """Parse, preprocess and classify files; one line (or JSON object) per file."""
-    from xpstream.contract import Prediction
-    from xpstream.daemon.infer import load_model
+    from xpstream.daemon.infer import load_model, prediction
     from xpstream.daemon.parse import parse_file
+    from xpstream.daemon.preprocess import unexplained_regions
     from xpstream.models import default_model_path
 
     model = load_model(args.model or default_model_path())
-    meta = model.metadata
     failed = 0
     for path in args.files:
         try:
@@ -208,19 +234,15 @@ def cmd_predict(args) -> None:
             failed += 1
             print(f"{path}: error: {err}", file=sys.stderr)
             continue
-        probs, shift = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
-        pred = Prediction.from_outputs(str(path), probs[0], shift[0], model.thresholds, meta.model_id, meta.version)
+        outputs = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
+        pred = prediction(
+            model.metadata, str(path), outputs, 0, unexplained_regions(parsed.recorded, model.metadata.elements)
+        )
         if args.json:
             regions = {"regions": [r.name for r in parsed.regions], "skipped": parsed.skipped}
             print(json.dumps({**pred.to_dict(), **regions}))
         else:
-            top = sorted(pred.probabilities.items(), key=lambda kv: -kv[1])[:5]
-            print(f"{path}: shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.labels) or '(none)'}")
-            print(
-                "    top: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in top)
-                + f"; regions: {[r.name for r in parsed.regions]}"
-            )
+            print(format_prediction(pred, [r.name for r in parsed.regions]))
     if failed:
         raise SystemExit(1)
 
@@ -386,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="run directory (default runs/MODEL-SHIFTev)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument(
+        "--init-from", default="", help="start from the weights of this best.pt (layers that grew: the old part)"
+    )
     _training_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -415,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=20_000, help="test spectra")
     p.add_argument("--max-shift", type=float, help="test at this maximum shift (default: the first run's)")
     p.add_argument("--out", type=Path, default=Path("reports/evaluate"))
+    p.add_argument("--acquisition", choices=("full", "regions", "random"), help="override the run's acquisition plans")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify instrument files with a model (default: the shipped one)")

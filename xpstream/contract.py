@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"  # 2: measured-region mask input, determinability, out-of-library flag
 
 # --- energy grid -----------------------------------------------------------------------
 GRID_START_EV = 40.0
@@ -128,6 +128,22 @@ def check_spectra(spectra: np.ndarray) -> np.ndarray:
     return arr
 
 
+# The measured-region mask: float32 (N, GRID_SIZE), 1 where the grid point lies inside a
+# recorded region (or survey), 0 where nothing was recorded. A spectrum is 0 outside its mask.
+def whole_grid_mask(n: int) -> np.ndarray:
+    """The mask of n spectra recorded over the whole grid."""
+    return np.ones((n, GRID_SIZE), dtype=np.float32)
+
+
+# The model's ONNX interface (names in order). Inputs: spectra and their measured-region masks.
+# Outputs: probabilities (N, 32); shift_ev (N,); determined (N, 32), the share of each label's
+# defining core levels that were recorded (0: nothing measured could show the label, and its
+# probability is 0.5); out_of_library_score (N,), the share of the spectrum's area where the
+# library has no lines.
+MODEL_INPUTS = ("spectra", "measured")
+MODEL_OUTPUTS = ("probabilities", "shift_ev", "determined", "out_of_library_score")
+
+
 @dataclass
 class Region:
     """One recorded core-level region as a parser hands it on: a binding-energy axis (eV,
@@ -168,15 +184,24 @@ class Prediction:
     """What xpstream says about one spectrum; its fields are the keys of every published record
     (ZeroMQ payload, `xpstream predict --json`, `xpstream batch` Parquet rows).
 
-    labels are the groups judged present (probability >= the model's per-label threshold).
+    labels are the groups judged present (probability >= the model's per-label threshold)
+    among those the recorded regions can speak to; `undetermined` lists the groups none of
+    whose core levels were recorded (their probability is 0.5: no evidence either way).
     shift_ev is the estimated charging shift: positive when the peaks appear at a higher
-    binding energy than their true position.
+    binding energy than their true position. in_library is False when the spectrum holds
+    signal the polymer library cannot explain: out_of_library_score (the share of the area
+    where the library has no lines) above the model's threshold, or recorded regions outside
+    the grid that show a peak (`unexplained_regions`); the groups are then not to be trusted.
     """
 
     source: str
     labels: list[str]
     probabilities: dict[str, float]
     shift_ev: float
+    undetermined: list[str]
+    in_library: bool
+    out_of_library_score: float
+    unexplained_regions: list[str]
     model: str
     model_version: str
     contract_version: str = CONTRACT_VERSION
@@ -185,24 +210,29 @@ class Prediction:
     def from_outputs(
         cls,
         source: str,
-        probabilities: np.ndarray,
-        shift_ev: float,
-        thresholds: np.ndarray,
-        model_id: str,
-        model_version: str,
+        outputs: dict,
+        metadata: ModelMetadata,
+        unexplained_regions: list[str] = (),
     ) -> Prediction:
-        """Build a record from one row of model outputs and per-label thresholds."""
-        probs = np.asarray(probabilities, dtype=np.float64)
-        if probs.shape != (NUM_LABELS,):
+        """Build a record from one row of model outputs (keys MODEL_OUTPUTS) and the model's
+        metadata (thresholds, out-of-library threshold)."""
+        probs = np.asarray(outputs["probabilities"], dtype=np.float64)
+        determined = np.asarray(outputs["determined"], dtype=np.float64)
+        if probs.shape != (NUM_LABELS,) or determined.shape != (NUM_LABELS,):
             raise ContractError(f"expected {NUM_LABELS} probabilities, got shape {probs.shape}")
-        present = np.flatnonzero(probs >= np.asarray(thresholds))
+        present = np.flatnonzero((probs >= np.asarray(metadata.thresholds)) & (determined > 0))
+        score = float(outputs["out_of_library_score"])
         return cls(
             source=source,
             labels=[LABEL_NAMES[i] for i in present],
             probabilities=dict(zip(LABEL_NAMES, probs.tolist(), strict=True)),
-            shift_ev=float(shift_ev),
-            model=model_id,
-            model_version=model_version,
+            shift_ev=float(outputs["shift_ev"]),
+            undetermined=[LABEL_NAMES[i] for i in np.flatnonzero(determined <= 0)],
+            in_library=bool(score <= metadata.out_of_library_threshold and not unexplained_regions),
+            out_of_library_score=score,
+            unexplained_regions=list(unexplained_regions),
+            model=metadata.model_id,
+            model_version=metadata.version,
         )
 
     def to_dict(self) -> dict:
@@ -228,6 +258,8 @@ class ModelMetadata:
     labels: list[str] = field(default_factory=lambda: list(LABEL_NAMES))
     thresholds: list[float] = field(default_factory=lambda: [0.5] * NUM_LABELS)
     grid: dict = field(default_factory=lambda: {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV})
+    out_of_library_threshold: float = 1.0  # out_of_library_score above it: not in the library
+    elements: list[str] = field(default_factory=list)  # the library's elements ([]: not known)
     contract_version: str = CONTRACT_VERSION
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -250,6 +282,8 @@ class ModelMetadata:
                 labels=json.loads(props["labels"]),
                 thresholds=json.loads(props["thresholds"]),
                 grid=json.loads(props["grid"]),
+                out_of_library_threshold=float(props["out_of_library_threshold"]),
+                elements=json.loads(props.get("elements", "[]")),
                 contract_version=props["contract_version"],
                 training_data=json.loads(props.get("training_data", "{}")),
                 metrics=json.loads(props.get("metrics", "{}")),

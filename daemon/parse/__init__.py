@@ -1,11 +1,15 @@
 """Instrument files -> core-level regions (binding energy, counts).
 
-`parse_file` picks a reader by file type and keeps core-level regions; survey and valence
-blocks are reported as skipped. Readers raise `ParseError` with a reason a person can act on.
+`parse_file` picks a reader by file type; `select_regions` keeps the core-level regions on the
+grid (a survey only when there is no core-level region), keeps every non-survey region for the
+out-of-library check (`preprocess.unexplained_regions`: a peak above the grid, or in a region
+named after an element the model's library lacks) and reports the rest as skipped. Readers
+raise `ParseError` with a reason a person can act on.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +28,7 @@ class ParsedFile:
     path: str
     regions: list[Region]
     skipped: list[str] = field(default_factory=list)  # "name: reason"
+    recorded: list[Region] = field(default_factory=list)  # every region but surveys, for the out-of-library check
 
 
 def classify(region: Region, seen_names: set[str] = frozenset()) -> str | None:
@@ -55,13 +60,45 @@ def parse_file(path: str | Path) -> ParsedFile:
         regions = vendor.read_vendor_file(path)
     else:
         raise ParseError(f"{path.name}: unsupported file type {suffix!r}")
-    kept = []
+    return select_regions(str(path), regions, skipped)
+
+
+def select_regions(source: str, regions: list[Region], skipped: list[str] = ()) -> ParsedFile:
+    """Sort a spectrum's regions into used, off-grid and skipped; ParseError if none is usable."""
+    kept, surveys, recorded, skipped = [], [], [], list(skipped)
     for region in regions:
         reason = classify(region, {r.name for r in kept})
-        if reason:
-            skipped.append(f"{region.name}: {reason}")
-        else:
+        if reason is not None and reason.startswith("survey"):
+            surveys.append(region)  # surveys reach above the grid too, but with Auger lines
+            continue
+        recorded.append(region)
+        if reason is None:
             kept.append(region)
+        else:
+            skipped.append(f"{region.name}: {reason}")
+    if not kept and surveys:  # survey-only acquisitions are read at survey resolution
+        kept = surveys[:1]
+        surveys = surveys[1:]
+    skipped += [f"{r.name}: {classify(r)} (another region is used)" for r in surveys]
     if not kept:
-        raise ParseError(f"{path.name}: no core-level region ({'; '.join(skipped) or 'no data'})")
-    return ParsedFile(str(path), kept, skipped)
+        raise ParseError(
+            f"{Path(source).name}: no core-level region or survey on the grid ({'; '.join(skipped) or 'no data'})"
+        )
+    return ParsedFile(source, kept, skipped, recorded)
+
+
+_PERIODIC_TABLE = """
+H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr
+Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb
+Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U
+"""
+ELEMENTS = frozenset(_PERIODIC_TABLE.split())
+_LEVEL_NAME = re.compile(r"([A-Z][a-z]?)[\s_]*(\d[spdf])")
+
+
+def element_named(region_name: str) -> str | None:
+    """The element a region's name announces ("Cu 2p", "2_C1s", "Pb4f", "3_S_2p"), or None."""
+    for symbol, _ in _LEVEL_NAME.findall(region_name):
+        if symbol in ELEMENTS:
+            return symbol
+    return None

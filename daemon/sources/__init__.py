@@ -25,6 +25,8 @@ class Item:
     regions: list[Region] = field(default_factory=list)  # core-level regions (batched preprocessing)
     received: float = field(default_factory=time.monotonic)
     on_done: Callable[[], None] | None = None  # called once the prediction is published
+    measured: np.ndarray | None = None  # (GRID_SIZE,) mask of a grid spectrum; None = whole grid
+    recorded: list[Region] = field(default_factory=list)  # all non-survey regions, for the out-of-library check
 
 
 @dataclass

@@ -154,7 +154,17 @@ class FolderSource:
             return
         for skipped in parsed.skipped:
             log.info("%s: skipped %s", p.name, skipped)
-        self.put(Item(p.name, instrument, "folder", path, regions=parsed.regions, on_done=lambda: finish("done")))
+        self.put(
+            Item(
+                p.name,
+                instrument,
+                "folder",
+                path,
+                regions=parsed.regions,
+                on_done=lambda: finish("done"),
+                recorded=parsed.recorded,
+            )
+        )
 
     def _move(self, path: Path, target: Path) -> None:
         for folder in self.folders:

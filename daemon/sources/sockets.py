@@ -94,7 +94,15 @@ class SocketSource:
             self.fail(Failure(None, "unknown", self.kind, self.endpoint, err.reason, str(err)))
             return True
         item = Item(
-            message.id, message.instrument, self.kind, self.endpoint, message.spectrum, message.regions, received
+            message.id,
+            message.instrument,
+            self.kind,
+            self.endpoint,
+            message.spectrum,
+            message.regions,
+            received,
+            measured=message.measured,
+            recorded=message.recorded,
         )
         try:
             while not self.put(item, self.policy):  # the inference loop drains, so this ends

@@ -58,19 +58,32 @@ def test_pushed_spectra_grid_and_regions_and_malformed_ones(daemon, library):
     daemon.push.send(encode_spectrum("nan", "esca1", intensities=np.full(GRID_SIZE, np.nan)))
     good = encode_spectrum("after", "esca1", intensities=batch.spectra[1])
     daemon.push.send(good)  # bad input does not stop the flow
-    messages = daemon.receive(29)
+    # out of the library: an iodine line on the grid; a copper region above it
+    iodine = batch.spectra[2] + 0.3 * np.exp(-0.5 * ((GRID - 619.3) / 0.6) ** 2) / 15.0
+    daemon.push.send(encode_spectrum("iodine", "esca1", intensities=iodine))
+    cu_be = np.linspace(925.0, 965.0, 401)
+    cu_counts = 500 + 5e4 * np.exp(-0.5 * ((cu_be - 933.0) / 0.8) ** 2)
+    c1s = ("C 1s", GRID[keep], 1e5 * ps[keep] + 50)
+    daemon.push.send(encode_spectrum("copper", "esca1", regions=[c1s, ("Cu 2p", cu_be, cu_counts)]))
+    messages = daemon.receive(31)
     predictions = {m["id"]: (t, m) for t, m in messages if t.endswith("/prediction")}
     errors = [(t, m) for t, m in messages if t.endswith("/error")]
-    assert set(predictions) == {f"grid-{i}" for i in range(20)} | {f"reg-{i}" for i in range(5)} | {"after"}
+    foreign = {"iodine", "copper"}
+    expected = {f"grid-{i}" for i in range(20)} | {f"reg-{i}" for i in range(5)} | {"after"} | foreign
+    assert set(predictions) == expected
+    assert [k for k, (_, m) in predictions.items() if not m["in_library"]] == ["iodine", "copper"]
+    assert predictions["copper"][1]["unexplained_regions"] == ["Cu 2p"]
+    assert predictions["iodine"][1]["out_of_library_score"] > 0.05
     assert sorted(m["reason"] for _, m in errors) == ["msgpack", "nan", "shape"]
     assert predictions["reg-0"][0] == "xps/esca2/prediction"
     shifts = np.array([predictions[f"grid-{i}"][1]["shift_ev"] for i in range(20)])
     assert np.abs(shifts - batch.shift_ev).mean() < 0.15  # the shipped model measures charging
     metrics = daemon.scrape()
-    assert metrics['xpstream_spectra_processed_total{source="pull"}'] == 26
+    assert metrics['xpstream_spectra_processed_total{source="pull"}'] == 28
+    assert metrics['xpstream_spectra_out_of_library_total{source="pull"}'] == 2
     assert metrics['xpstream_spectra_failed_total{reason="msgpack",source="pull"}'] == 1
     assert metrics['xpstream_spectra_failed_total{reason="shape",source="pull"}'] == 1
-    assert metrics["xpstream_latency_seconds_count"] == 26
+    assert metrics["xpstream_latency_seconds_count"] == 28
     assert daemon.stop() == 0
 
 

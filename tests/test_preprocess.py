@@ -59,11 +59,14 @@ def test_real_files_parse_or_are_refused_with_a_reason(tmp_path):
     assert x.sum() == pytest.approx(1.0) and (x[(GRID < 279) | (GRID > 299.5)] == 0).all()
     pbttt = parse_file(REALXPS / "pynx_PBTTT_specs.xml")  # SPECS XML via pynxtools-xps
     assert [r.name for r in pbttt.regions] == ["2_C1s", "3_S_2p"]
-    assert pbttt.skipped == ["1_Survey: survey (-0-701 eV)"]
+    assert pbttt.skipped == ["1_Survey: survey (-0-701 eV) (another region is used)"]
     c1s = pbttt.regions[0]
     assert 280 < c1s.binding_energy_ev[0] < c1s.binding_energy_ev[-1] < 292
-    with pytest.raises(ParseError, match="no core-level region.*survey"):
-        parse_file(REALXPS / "lg4x_ITO_survey_kinetic.csv")
+    ito = parse_file(REALXPS / "lg4x_ITO_survey_kinetic.csv")  # survey only: the survey is read
+    assert [r.name for r in ito.regions] == ["lg4x_ITO_survey_kinetic"]
+    (tmp_path / "valence.csv").write_text("BE,x\n" + "\n".join(f"{e},{e}" for e in range(0, 30)))
+    with pytest.raises(ParseError, match="no core-level region or survey on the grid.*valence"):
+        parse_file(tmp_path / "valence.csv")
     for content, message in [
         ("", "no data rows"),
         ("BE,x\n1,2\n2,3\n3,x4\n4,5\n", "line 4 is not two numbers"),

@@ -218,6 +218,17 @@ def format_prediction(pred, regions: list[str]) -> str:
     return "\n".join(lines)
 
 
+def markdown_row(pred, regions: list[str]) -> str:
+    """One row of `xpstream predict --markdown`."""
+    verdict = "in library" if pred.in_library else "**not in library**"
+    unexplained = f"; {', '.join(pred.unexplained_regions)}" if pred.unexplained_regions else ""
+    present = ", ".join(f"{name} ({pred.probabilities[name]:.2f})" for name in pred.labels) or "(none)"
+    return (
+        f"| {Path(pred.source).name} | {', '.join(regions)} | {verdict} ({pred.out_of_library_score:.3f}{unexplained}) "
+        f"| {pred.shift_ev:+.2f} eV | {present} |"
+    )
+
+
 def cmd_predict(args) -> None:
     """Parse, preprocess and classify files; one line (or JSON object) per file."""
     from xpstream.daemon.infer import load_model, prediction
@@ -227,12 +238,17 @@ def cmd_predict(args) -> None:
 
     model = load_model(args.model or default_model_path())
     failed = 0
+    if args.markdown:
+        print("| file | regions used | verdict (out-of-library score; unexplained regions) | shift | present (p) |")
+        print("|---|---|---|---|---|")
     for path in args.files:
         try:
             parsed = parse_file(path)
         except (ValueError, OSError) as err:
             failed += 1
             print(f"{path}: error: {err}", file=sys.stderr)
+            if args.markdown:
+                print(f"| {Path(path).name} | - | refused: {err} | | |")
             continue
         outputs = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
         pred = prediction(
@@ -241,6 +257,8 @@ def cmd_predict(args) -> None:
         if args.json:
             regions = {"regions": [r.name for r in parsed.regions], "skipped": parsed.skipped}
             print(json.dumps({**pred.to_dict(), **regions}))
+        elif args.markdown:
+            print(markdown_row(pred, [r.name for r in parsed.regions]))
         else:
             print(format_prediction(pred, [r.name for r in parsed.regions]))
     if failed:
@@ -447,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--model", help="ONNX model (default: models/xpstream-stn.onnx)")
     p.add_argument("--json", action="store_true", help="one JSON object per spectrum")
+    p.add_argument("--markdown", action="store_true", help="one Markdown table row per file (errors as rows)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="run the daemon (default: watch ~/xpstream/incoming, serve the shipped model)")

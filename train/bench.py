@@ -100,22 +100,26 @@ def _onnx_rate(path, batch: int, threads: int, seconds: float = 1.5) -> float:
 
 def bench_models(model_path: str, batches=(1, 16, 64, 256, 1024), threads: int = 2, json_path: str | None = None):
     """Model-only onnxruntime CPU throughput: the shipped model against the paper-style STN
-    (affine_grid + grid_sample, opset 20) and a plain MLP of the same layer sizes (the
-    matrix-multiply ceiling), all exported here and timed in this run."""
+    (affine_grid + grid_sample, opset 20, Appendix A sizes) and a plain MLP of the shipped
+    classifier's layer sizes (the matrix-multiply ceiling), all exported here and timed in this
+    run."""
     import tempfile
     from pathlib import Path
 
     from xpstream.contract import ModelMetadata
+    from xpstream.daemon.infer import load_model
     from xpstream.train.export import export_onnx
-    from xpstream.train.models import PaperSTN, build_model
+    from xpstream.train.models import MLP, PaperSTN, build_model
 
+    shipped = build_model(load_model(model_path).metadata.training_data.get("model", "stn-shift"))
+    hidden = (shipped.classifier[0].out_features, shipped.classifier[4].out_features)
     tmp = Path(tempfile.mkdtemp())
     graphs = {
         "shipped": Path(model_path),
         "paper STN (GridSample)": export_onnx(
             PaperSTN(grid_sample=True), ModelMetadata("p", "0"), tmp / "p.onnx", opset=20
         ),
-        "plain MLP (ceiling)": export_onnx(build_model("mlp"), ModelMetadata("m", "0"), tmp / "m.onnx"),
+        "plain MLP (ceiling)": export_onnx(MLP(hidden), ModelMetadata("m", "0"), tmp / "m.onnx"),
     }
     rows = []
     for batch in batches:

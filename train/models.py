@@ -78,28 +78,30 @@ def normalised_to_samples(t: torch.Tensor, length: int = GRID_SIZE) -> torch.Ten
 
 
 class Backbone(nn.Sequential):
-    """Appendix A classifier: in -> 256 -> 128 -> 32 with BatchNorm, LeakyReLU(0.01), Dropout 0.1."""
+    """Appendix A classifier: in -> 256 -> 128 -> 32 with BatchNorm, LeakyReLU(0.01), Dropout 0.1
+    (other hidden sizes for the acquisition-aware model)."""
 
-    def __init__(self, n_in: int = GRID_SIZE):
+    def __init__(self, n_in: int = GRID_SIZE, hidden: tuple[int, int] = (256, 128)):
+        wide, narrow = hidden
         super().__init__(
-            nn.Linear(n_in, 256),
-            nn.BatchNorm1d(256),
+            nn.Linear(n_in, wide),
+            nn.BatchNorm1d(wide),
             nn.LeakyReLU(0.01),
             nn.Dropout(0.1),
-            nn.Linear(256, 128),
-            nn.BatchNorm1d(128),
+            nn.Linear(wide, narrow),
+            nn.BatchNorm1d(narrow),
             nn.LeakyReLU(0.01),
             nn.Dropout(0.1),
-            nn.Linear(128, NUM_LABELS),
+            nn.Linear(narrow, NUM_LABELS),
         )
 
 
 class MLP(nn.Module):
-    """Appendix A MLP."""
+    """Appendix A MLP (other hidden sizes: the matrix-multiply ceiling of a wider model)."""
 
-    def __init__(self):
+    def __init__(self, hidden: tuple[int, int] = (256, 128)):
         super().__init__()
-        self.classifier = Backbone()
+        self.classifier = Backbone(hidden=hidden)
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
@@ -153,9 +155,16 @@ class ShiftSTN(nn.Module):
     sqrt_input: the classifier sees the square root of the aligned spectrum (ablation: linear).
     acquisition_input: the classifier also sees which core-level regions the mask records, so
     "not measured" and "measured, nothing there" differ (contract version 2).
+    hidden: the classifier's hidden sizes (Appendix A: 256, 128).
     """
 
-    def __init__(self, localisation: str = "mlp", sqrt_input: bool = True, acquisition_input: bool = False):
+    def __init__(
+        self,
+        localisation: str = "mlp",
+        sqrt_input: bool = True,
+        acquisition_input: bool = False,
+        hidden: tuple[int, int] = (256, 128),
+    ):
         super().__init__()
         self.sqrt_input = sqrt_input
         self.acquisition = Acquisition() if acquisition_input else None
@@ -177,7 +186,7 @@ class ShiftSTN(nn.Module):
             )
         else:
             raise ValueError(f"localisation must be 'conv' or 'mlp', got {localisation!r}")
-        self.classifier = Backbone(GRID_SIZE + (len(LEVELS) if acquisition_input else 0))
+        self.classifier = Backbone(GRID_SIZE + (len(LEVELS) if acquisition_input else 0), hidden)
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
@@ -239,12 +248,15 @@ class Deployed(nn.Module):
         return probs, shift_ev, determined, score
 
 
+ACQ_HIDDEN = (512, 256)
 MODELS = {
     "mlp": MLP,
     "cnn": CNN,
     "stn": PaperSTN,
     "stn-shift": ShiftSTN,
-    "stn-acq": lambda: ShiftSTN(acquisition_input=True),  # reads the measured-region mask
+    # reads the measured-region mask; twice the classifier width for the harder mix of acquisitions
+    "stn-acq": lambda: ShiftSTN(acquisition_input=True, hidden=ACQ_HIDDEN),
+    "stn-acq-narrow": lambda: ShiftSTN(acquisition_input=True),  # ablation: Appendix A width
     # ablations of stn-shift
     "stn-shift-convloc": lambda: ShiftSTN(localisation="conv"),
     "stn-shift-linear": lambda: ShiftSTN(sqrt_input=False),

@@ -113,16 +113,19 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray, scored: np.ndarray, s
 
 
 def warm_start(model: torch.nn.Module, state: dict) -> None:
-    """Copy matching weights from another run. A tensor that grew (e.g. a first layer that now
-    also reads the recorded-levels vector) takes the old values in its leading slice and zeros
-    elsewhere, so the warm-started model computes what the old one did until training moves it."""
+    """Copy matching weights from another run into a model whose layers may have grown.
+
+    A grown tensor takes the old values in its leading slice. A weight matrix's new input
+    columns (a first layer that now also reads the recorded-levels vector, a layer after a
+    wider one) are zeroed and its new output rows keep their fresh initialisation, so the new
+    units learn while the model still computes what the old one did (Net2Net-style)."""
     own = model.state_dict()
     for key, value in own.items():
         old = state.get(key)
         if old is None or old.dim() != value.dim() or any(o > n for o, n in zip(old.shape, value.shape, strict=True)):
             continue
-        if old.shape != value.shape:
-            value.zero_()
+        if old.dim() == 2:
+            value[:, old.shape[1] :] = 0.0
         value[tuple(slice(0, n) for n in old.shape)] = old
     model.load_state_dict(own)
 

@@ -169,7 +169,17 @@ def cmd_export(args) -> None:
     from xpstream.train.trainer import load_trained
 
     model, thresholds, best = load_trained(args.checkpoint)
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    metrics = {}
+    for item in args.report:
+        name, _, path = item.partition("=")
+        report = json.loads(Path(path).read_text())
+        first = next(iter(report["models"].values()))
+        keys = ("exact_match", "exact_match_at_0.5", "micro_f1", "macro_f1", "shift_mae_ev")
+        metrics[name] = {k: round(first[k], 4) for k in keys if k in first}
+        metrics[name]["ece"] = round(first["calibration"]["calibrated"]["ece"], 4)
+        metrics[name]["test_set"] = {k: report["test_set"][k] for k in ("n", "seed")}
+        metrics[name]["test_set"]["acquisition"] = report["test_set"]["settings"]["acquisition"]
+        metrics[name]["test_set"]["max_shift_ev"] = report["test_set"]["settings"]["max_shift_ev"]
     metadata = ModelMetadata(
         model_id=args.model_id,
         version=args.version,
@@ -446,7 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("models/xpstream-stn.onnx"))
     p.add_argument("--model-id", default="xpstream-stn")
     p.add_argument("--version", default="1")
-    p.add_argument("--metrics", help="JSON file of metrics to embed (e.g. from evaluate)")
+    p.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="NAME=REPORT_JSON",
+        help="embed the headline metrics of the first model of an `xpstream evaluate` report.json (repeatable)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("export-preprocess", help="rebuild the daemon's batched preprocessing graph (ONNX)")

@@ -37,6 +37,29 @@ def list_files(sources: list[str]) -> list[str]:
     return files
 
 
+def row_schema():
+    """Column types of the Parquet rows: the daemon's prediction record plus file fields."""
+    import pyarrow as pa
+
+    text, texts = pa.string(), pa.list_(pa.string())
+    return pa.schema(
+        [
+            ("source", text),
+            ("error", text),
+            ("regions", texts),
+            ("labels", texts),
+            ("probabilities", pa.list_(pa.float64())),
+            ("shift_ev", pa.float64()),
+            ("undetermined", texts),
+            ("in_library", pa.bool_()),
+            ("out_of_library_score", pa.float64()),
+            ("unexplained_regions", texts),
+            ("model", text),
+            ("model_version", text),
+        ]
+    )
+
+
 class FilePredictor:
     """A Ray actor: one model session, batches of file paths in, prediction rows out."""
 
@@ -45,7 +68,10 @@ class FilePredictor:
 
         self.model = load_model(model_path, threads=threads)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+    def __call__(self, batch: dict[str, np.ndarray]):
+        """A pyarrow table of prediction rows (typed, so a batch of empty lists stays list<string>)."""
+        import pyarrow as pa
+
         from xpstream.daemon.infer import prediction
         from xpstream.daemon.parse import parse_file
         from xpstream.daemon.preprocess import unexplained_regions
@@ -81,7 +107,7 @@ class FilePredictor:
                 rows["probabilities"][i] = [pred.probabilities[name] for name in LABEL_NAMES]
         meta = self.model.metadata
         rows.update(model=[meta.model_id] * n, model_version=[meta.version] * n)
-        return rows
+        return pa.Table.from_pydict(rows, schema=row_schema())
 
 
 def run_batch(

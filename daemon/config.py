@@ -41,6 +41,8 @@ Every key and its default (an empty file is a valid configuration):
     curve_server_secret = ""  # CURVE secret key file (zmq.auth format) of the daemon: PULL and
                               # PUB become CURVE servers; "" = no encryption
     curve_clients_dir = ""    # folder of allowed clients' public key files (*.key)
+    curve_publisher_key = ""  # public key file of the publishers zmq.sub connects to: SUB sockets
+                              # become CURVE clients (with the daemon's keys) and hear no one else
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class MetricsConfig:
 class SecurityConfig:
     curve_server_secret: str = ""
     curve_clients_dir: str = ""
+    curve_publisher_key: str = ""
 
 
 @dataclass
@@ -182,6 +185,10 @@ def _check(c: Config) -> None:
         (
             bool(c.security.curve_server_secret) == bool(c.security.curve_clients_dir),
             "security.curve_server_secret and security.curve_clients_dir go together",
+        ),
+        (
+            not c.security.curve_publisher_key or bool(c.security.curve_server_secret),
+            "security.curve_publisher_key needs security.curve_server_secret (the daemon's own keys)",
         ),
     ]
     for ok, message in checks:

@@ -107,11 +107,36 @@ class Service:
                     self.context, "pull", endpoint, self._put, self._fail, z.max_message_bytes, curve=self.curve
                 )
             )
+        publisher_key = self._publisher_key()
         for endpoint in z.sub:
             sources.append(
-                SocketSource(self.context, "sub", endpoint, self._put, self._fail, z.max_message_bytes, z.sub_topics)
+                SocketSource(
+                    self.context,
+                    "sub",
+                    endpoint,
+                    self._put,
+                    self._fail,
+                    z.max_message_bytes,
+                    z.sub_topics,
+                    curve=self.curve,
+                    publisher_key=publisher_key,
+                )
             )
         return sources
+
+    def _publisher_key(self) -> bytes | None:
+        """The public key the SUB sockets require of their publishers (None: plain SUB)."""
+        path = self.config.security.curve_publisher_key
+        if not path:
+            return None
+        import zmq.auth
+
+        try:
+            public, _ = zmq.auth.load_certificate(Path(path).expanduser())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"security.curve_publisher_key: {err}") from None
+        log.info("CURVE on SUB: publishers must hold the key in %s", path)
+        return public
 
     def _start_curve(self) -> tuple[bytes, bytes] | None:
         """CURVE keys of the daemon, with an authenticator that admits the allowed clients only."""

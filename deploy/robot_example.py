@@ -3,8 +3,10 @@
     python deploy/robot_example.py tcp://127.0.0.1:5556 --label alkyl_halide_f --min-probability 0.9
 
 For each spectrum it prints one line: the action taken (here: send the sample to the
-fluoropolymer bin) or "pass", with the charging shift. Errors published by the daemon are
-printed too. A real robot would replace `act` with its own motion command.
+fluoropolymer bin), "pass", or "hold" when the prediction is not to be acted on (the sample is
+out of the polymer library, or no recorded region can show the label: measure it). Errors
+published by the daemon are printed too. A real robot would replace `act` with its own motion
+command.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ def main() -> None:
                 print(f"ERROR {body.get('source')}: {body['reason']}: {body['message']}", flush=True)
                 continue
             p = body["probabilities"][args.label]
-            if args.label in body["labels"] and p >= args.min_probability:
+            if not body["in_library"]:
+                unexplained = ", ".join(body["unexplained_regions"]) or f"score {body['out_of_library_score']:.2f}"
+                print(f"HOLD {body['id']}: out of the polymer library ({unexplained})", flush=True)
+            elif args.label in body["undetermined"]:
+                print(f"HOLD {body['id']}: {args.label} not determinable from the recorded regions", flush=True)
+            elif args.label in body["labels"] and p >= args.min_probability:
                 print(act(body["id"], args.label, p, body["shift_ev"]), flush=True)
             else:
                 print(f"PASS {body['id']}: {args.label} p={p:.2f}", flush=True)

@@ -21,17 +21,19 @@ def test_batch_equals_the_daemon_and_records_failures(tmp_path):
     for name in FILES:
         shutil.copy(REALXPS / name, archive / name)
     (archive / "broken.vms").write_text("this is not VAMAS")
-    (archive / "survey.vms").write_bytes((REALXPS / "pynx_regular.vms").read_bytes())
+    (archive / "survey.vms").write_bytes((REALXPS / "pynx_regular.vms").read_bytes())  # read from its survey
+    (archive / "valence.csv").write_text("BE,x\n" + "\n".join(f"{e},{e}" for e in range(30)))
     (archive / "notes.doc").write_text("ignored: not a spectrum pattern")
     run_cli(
         "batch", tmp_path / "archive", "--out", tmp_path / "results", "--workers", 2, "--batch-size", 2, timeout=600
     )
     rows = pd.read_parquet(tmp_path / "results").set_index("source")
     names = {p.split("/")[-1] for p in rows.index}
-    assert names == set(FILES) | {"broken.vms", "survey.vms"}
+    assert names == set(FILES) | {"broken.vms", "survey.vms", "valence.csv"}
     errors = {p.split("/")[-1]: e for p, e in rows["error"].items() if isinstance(e, str)}
-    assert set(errors) == {"broken.vms", "survey.vms"}
-    assert "not a readable VAMAS file" in errors["broken.vms"] and "no core-level region" in errors["survey.vms"]
+    assert set(errors) == {"broken.vms", "valence.csv"}
+    assert "not a readable VAMAS file" in errors["broken.vms"] and "no core-level region" in errors["valence.csv"]
+    assert not rows.loc[str(archive / "cheminfo_perovskite_kratos.vms"), "in_library"]  # Pb 4f, I 3d
 
     daemon = DaemonProcess(tmp_path / "daemon")
     try:

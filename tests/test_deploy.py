@@ -10,9 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, draw
+from xpstream.contract import energy_grid
 from xpstream.daemon.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
 
@@ -93,7 +95,7 @@ def test_every_metric_the_dashboard_and_alerts_query_is_exported(tmp_path, libra
 def test_robot_example_acts_on_its_label(tmp_path, library):
     d = DaemonProcess(tmp_path, watch=False)
     robot = subprocess.Popen(
-        [sys.executable, str(DEPLOY / "robot_example.py"), d.pub, "--label", "alkyl_halide_f", "--count", "2"],
+        [sys.executable, str(DEPLOY / "robot_example.py"), d.pub, "--label", "alkyl_halide_f", "--count", "4"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -103,10 +105,17 @@ def test_robot_example_acts_on_its_label(tmp_path, library):
         _, ps = draw(library, n=1, polymers=("PS",), min_components=1, max_components=1)
         d.push.send(encode_spectrum("sample-ptfe", "esca1", intensities=ptfe.spectra[0]))
         d.push.send(encode_spectrum("sample-ps", "esca1", intensities=ps.spectra[0]))
+        grid = energy_grid()
+        iodine = ps.spectra[0] + 0.02 * np.exp(-0.5 * ((grid - 619.3) / 0.6) ** 2)
+        d.push.send(encode_spectrum("sample-iodine", "esca1", intensities=iodine))
+        o1s_only = ((grid >= 524) & (grid <= 542)).astype(np.float32)  # cannot show C-F
+        d.push.send(encode_spectrum("sample-o1s", "esca1", intensities=ps.spectra[0] * o1s_only, measured=o1s_only))
         out, _ = robot.communicate(timeout=60)
     finally:
         robot.kill()
         d.stop()
-    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
-    assert set(lines) == {"ACT", "PASS"}
-    assert lines["ACT"].startswith("sample-ptfe: alkyl_halide_f") and lines["PASS"].startswith("sample-ps")
+    lines = [line.split(" ", 1) for line in out.strip().splitlines()]
+    assert [verb for verb, _ in lines] == ["ACT", "PASS", "HOLD", "HOLD"]
+    assert lines[0][1].startswith("sample-ptfe: alkyl_halide_f") and lines[1][1].startswith("sample-ps")
+    assert lines[2][1].startswith("sample-iodine: out of the polymer library")
+    assert lines[3][1].startswith("sample-o1s: alkyl_halide_f not determinable")

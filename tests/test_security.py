@@ -9,7 +9,7 @@ import zmq
 import zmq.auth
 
 from tests.conftest import draw
-from xpstream.daemon.harness import DaemonProcess
+from xpstream.daemon.harness import DaemonProcess, free_port
 from xpstream.daemon.messages import encode_spectrum
 
 
@@ -71,6 +71,53 @@ def test_only_allowed_clients_push_and_subscribe(tmp_path, library):
         assert drain(bad_sub, 0.5) == [] and drain(plain_sub, 0.5) == []  # nor predictions out
     finally:
         for socket in (good_sub, bad_sub, plain_sub, good_push, bad_push, plain_push):
+            socket.close(linger=0)
+        context.term()
+        assert d.stop() == 0
+
+
+def test_sub_inputs_hear_only_the_keyed_publisher(tmp_path, library):
+    """SUB inputs as CURVE clients: spectra from the publisher holding the configured key are
+    predicted; a publisher with another key, or none, is never heard."""
+    server = keys(tmp_path / "server", "server")
+    allowed = keys(tmp_path / "allowed", "robot")
+    instrument = keys(tmp_path / "instrument", "instrument")
+    rogue = keys(tmp_path / "rogue", "rogue")
+    endpoints = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("instrument", "rogue", "plain")}
+    config = tmp_path / "secure.toml"
+    config.write_text(
+        f"[zmq]\nsub = {list(endpoints.values())!r}\n".replace("'", '"')
+        + f'[security]\ncurve_server_secret = "{tmp_path / "server" / "server.key_secret"}"\n'
+        f'curve_clients_dir = "{tmp_path / "allowed"}"\n'
+        f'curve_publisher_key = "{tmp_path / "instrument" / "instrument.key"}"\n'
+    )
+    context = zmq.Context()
+    publishers = {}
+    for name, pair in (("instrument", instrument), ("rogue", rogue), ("plain", None)):
+        socket = context.socket(zmq.PUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        if pair is not None:
+            socket.curve_publickey, socket.curve_secretkey = pair
+            socket.curve_server = True
+        socket.bind(endpoints[name])
+        publishers[name] = socket
+    d = DaemonProcess(tmp_path / "state", "--config", str(config), watch=False)
+    reader = client(context, zmq.SUB, d.pub, allowed, server[0])
+    try:
+        _, batch = draw(library, n=1)
+        heard, deadline = [], time.monotonic() + 20
+        for i in range(100):  # publishers repeat until the subscriptions have settled
+            for name, socket in publishers.items():
+                socket.send_multipart(
+                    [b"spectra", encode_spectrum(f"{name}-{i}", "esca1", intensities=batch.spectra[0])]
+                )
+            heard += drain(reader, 0.2)
+            if len(heard) >= 5 or time.monotonic() > deadline:
+                break
+        heard += drain(reader, 1.0)
+        assert len(heard) >= 5 and all(name.startswith("instrument-") for name in heard), heard
+    finally:
+        for socket in (reader, *publishers.values()):
             socket.close(linger=0)
         context.term()
         assert d.stop() == 0

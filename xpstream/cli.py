@@ -344,10 +344,9 @@ def cmd_subscribe(args) -> None:
             elif topic.endswith(b"/error"):
                 print(f"{topic.decode()} {body.get('id')} {body['reason']}: {body['message']}", flush=True)
             else:
-                print(
-                    f"{topic.decode()} {body['id']}: shift {body['shift_ev']:+.2f} eV, {', '.join(body['labels'])}",
-                    flush=True,
-                )
+                flag = "" if body["in_library"] else " [NOT IN LIBRARY]"
+                labels = ", ".join(body["labels"])
+                print(f"{topic.decode()} {body['id']}{flag}: shift {body['shift_ev']:+.2f} eV, {labels}", flush=True)
     finally:
         socket.close(linger=0)
         context.term()

@@ -36,7 +36,10 @@ class SocketSource:
         max_message_bytes: int,
         topics: list[str] = ("",),
         curve: tuple[bytes, bytes] | None = None,
+        publisher_key: bytes | None = None,
     ):
+        """curve: the daemon's (public, secret) keys; PULL sockets are CURVE servers with them.
+        publisher_key: the publishers' public key; SUB sockets are then CURVE clients."""
         if kind not in ("pull", "sub"):
             raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
         self.kind, self.endpoint = kind, endpoint
@@ -51,6 +54,9 @@ class SocketSource:
         if curve is not None and kind == "pull":  # the daemon is the CURVE server of its PULL sockets
             self.socket.curve_publickey, self.socket.curve_secretkey = curve
             self.socket.curve_server = True
+        if curve is not None and publisher_key is not None and kind == "sub":  # and a client of publishers
+            self.socket.curve_publickey, self.socket.curve_secretkey = curve
+            self.socket.curve_serverkey = publisher_key
         if kind == "pull":
             self.socket.bind(endpoint)
         else:

@@ -133,7 +133,7 @@ def _train_config(args):
         shift_loss_weight=args.shift_loss_weight,
         label_weighting=args.label_weighting,
         patience=args.patience,
-        init_from=args.init_from,
+        init_from=getattr(args, "init_from", ""),  # `train` only
         seed=args.seed,
         device=args.device,
     )

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from scipy.special import expit  # noqa: E402
 
 from xpstream.contract import LABEL_NAMES, LABELS, energy_grid  # noqa: E402
 from xpstream.train import metrics  # noqa: E402
@@ -46,7 +47,7 @@ def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator,
     out["per_label"] = metrics.per_label(batch.labels.astype(bool) & scored, predicted)
     out["calibration"] = {
         "calibrated": metrics.reliability(batch.labels, probs, scored),
-        "uncalibrated": metrics.reliability(batch.labels, 1 / (1 + np.exp(-o["logits"])), scored),
+        "uncalibrated": metrics.reliability(batch.labels, expit(o["logits"]), scored),
     }
     partial = (determined > 0) & (determined < 1)
     truth = batch.labels.astype(bool)

@@ -241,7 +241,11 @@ class Service:
         done = []  # (item, outputs, row)
         if grid:
             spectra = np.stack([item.spectrum for item in grid])
-            measured = np.stack([whole_grid_mask(1)[0] if i.measured is None else i.measured for i in grid])
+            masks = [item.measured for item in grid]
+            measured = None  # the common case: whole-grid spectra, one mask of ones for the batch
+            if any(m is not None for m in masks):
+                whole = whole_grid_mask(1)[0]
+                measured = np.stack([whole if m is None else m for m in masks])
             outputs = self.model.run(spectra, measured)
             done += [(item, outputs, row) for row, item in enumerate(grid)]
         if regions:  # preprocessing + model in one graph

@@ -124,16 +124,17 @@ class CNN(nn.Module):
 class PaperSTN(nn.Module):
     """Appendix A STN: MLP localisation net (6601 -> 64 -> 32 -> 1, last layer zero) giving a
     translation t in normalised coordinates; warp; the MLP. `grid_sample=True` uses the
-    paper's 2D affine_grid/grid_sample (for the speed comparison), else the 1D warp."""
+    paper's 2D affine_grid/grid_sample (for the speed comparison), else the 1D warp; `hidden`:
+    the classifier's sizes (the speed comparison at the shipped model's sizes)."""
 
-    def __init__(self, grid_sample: bool = False):
+    def __init__(self, grid_sample: bool = False, hidden: tuple[int, int] = (256, 128)):
         super().__init__()
         self.localisation = nn.Sequential(
             nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
         )
         nn.init.zeros_(self.localisation[-1].weight)
         nn.init.zeros_(self.localisation[-1].bias)
-        self.classifier = Backbone()
+        self.classifier = Backbone(hidden=hidden)
         self.grid_sample = grid_sample
 
     def forward(self, spectra, measured=None):

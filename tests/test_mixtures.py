@@ -108,7 +108,7 @@ def test_counting_noise_has_poisson_magnitude(library):
     assert np.allclose(noisy.spectra.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_region_windows_zero_everything_outside_the_recorded_regions(library):
+def test_regions_acquisition_zeroes_everything_outside_the_recorded_regions(library):
     gen, b = draw(library, n=300, acquisition="regions", residual_background=0.05)
     for i in range(300):
         levels = set()

@@ -101,15 +101,21 @@ def _naive(messages: list[bytes], model) -> float:
     return rate
 
 
-def _model_only(model, batch: int, seconds: float = 2.0) -> float:
+def batch_rate(run_batch, batch: int, seconds: float = 2.0) -> float:
+    """Spectra/s of `run_batch()` (one call = one batch of `batch` spectra), after one warm-up call."""
+    run_batch()
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run_batch()
+        runs += 1
+    return runs * batch / (time.perf_counter() - start)
+
+
+def model_only_rate(model, batch: int, seconds: float = 2.0) -> float:
+    """Spectra/s of a loaded model (LoadedModel.run) on one repeated batch of whole-grid spectra."""
     x = np.random.default_rng(0).random((batch, GRID_SIZE), dtype=np.float32)
     measured = whole_grid_mask(batch)
-    model.run(x, measured)
-    runs, start = 0, time.monotonic()
-    while time.monotonic() - start < seconds:
-        model.run(x, measured)
-        runs += 1
-    return runs * batch / (time.monotonic() - start)
+    return batch_rate(lambda: model.run(x, measured), batch, seconds)
 
 
 def bench_daemon(
@@ -119,7 +125,7 @@ def bench_daemon(
     tmp = Path(tempfile.mkdtemp())
     model = load_model(default_model_path(), threads=2)
     grid_msgs, region_msgs = synthetic_messages(n, "grid"), synthetic_messages(n // 4, "regions", seed=1)
-    results = {"model_only_per_s": _model_only(model, batch), "batch": batch}
+    results = {"model_only_per_s": model_only_rate(model, batch), "batch": batch}
     d = _daemon(tmp / "pushed", batch)
     try:
         results["daemon_grid_per_s"] = _throughput(d, grid_msgs)

@@ -83,19 +83,17 @@ def bench_generator(n: int = 65536, chunk: int = 1024, json_path: str | None = N
 
 
 def _onnx_rate(path, batch: int, threads: int, seconds: float = 1.5) -> float:
+    """Spectra/s of a bare onnxruntime session (any opset: no merge with the preprocessing graph)."""
     import onnxruntime as ort
+
+    from xpstream.daemon.bench import batch_rate
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((batch, 6601), dtype=np.float32)
     feed = {"spectra": x, "measured": np.ones_like(x)}
-    session.run(None, feed)
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        session.run(None, feed)
-        runs += 1
-    return runs * batch / (time.perf_counter() - start)
+    return batch_rate(lambda: session.run(None, feed), batch, seconds)
 
 
 def bench_models(model_path: str, batches=(1, 16, 64, 256, 1024), threads: int = 2, json_path: str | None = None):

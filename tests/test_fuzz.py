@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REALXPS
 from xpstream.daemon.parse import ParseError, parse_file
+from xpstream.daemon.preprocess import regions_to_grid
 
 SUFFIXES = [".vms", ".xml", ".xy", ".spe", ".txt", ".csv"]
 SAMPLES = {
@@ -34,6 +35,7 @@ def parse_within_bound(path):
     if parsed is not None:
         for region in parsed.regions:
             assert np.isfinite(region.counts).all() and np.isfinite(region.binding_energy_ev).all()
+        assert np.isfinite(regions_to_grid(parsed.regions)).all()  # what the daemon does next
 
 
 @FUZZ

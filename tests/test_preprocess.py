@@ -73,6 +73,7 @@ def test_real_files_parse_or_are_refused_with_a_reason(tmp_path):
         ("x,y\n1,2\n2,3\n3,4\n", "binding \\(BE\\) or kinetic"),
         ("KE,x\n1,2\n2,3\n3,4\n", "no source energy"),
         ("BE,x\n1,2\n2,nan\n3,4\n", "NaN"),
+        ("BE,x\n-1e308,1\n0,2\n1e308,3\n5,4\n", "not a binding-energy range"),
     ]:
         bad = tmp_path / "bad.csv"
         bad.write_text(content)

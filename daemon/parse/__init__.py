@@ -16,6 +16,7 @@ from pathlib import Path
 from xpstream.contract import GRID_STOP_EV, Region
 
 SURVEY_SPAN_EV = 60.0  # a region wider than this is a survey, not a core level
+PLAUSIBLE_BE_EV = (-100.0, 20000.0)  # an axis reaching beyond these is not an XPS binding-energy axis
 VALENCE_MAX_EV = 40.0  # a region entirely below this binding energy is valence band
 
 
@@ -34,6 +35,9 @@ class ParsedFile:
 def classify(region: Region, seen_names: set[str] = frozenset()) -> str | None:
     """None for a core-level region on the grid, else the reason it is skipped."""
     be = region.binding_energy_ev
+    low, high = PLAUSIBLE_BE_EV
+    if not low <= be[0] < be[-1] <= high:
+        return f"energy axis {be[0]:.4g} to {be[-1]:.4g} eV is not a binding-energy range"
     if be[-1] - be[0] > SURVEY_SPAN_EV:
         return f"survey ({be[0]:.0f}-{be[-1]:.0f} eV)"
     if be[-1] <= VALENCE_MAX_EV:

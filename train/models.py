@@ -237,7 +237,9 @@ class Deployed(nn.Module):
     def __init__(self, model: nn.Module, temperature=None):
         super().__init__()
         self.model = model
-        self.acquisition = Acquisition()
+        # the model's own maps when it reads the mask: one set of buffers in the graph, so
+        # onnxruntime merges the repeated mask -> levels product instead of computing it twice
+        self.acquisition = getattr(model, "acquisition", None) or Acquisition()
         t = torch.ones(NUM_LABELS) if temperature is None else torch.as_tensor(temperature, dtype=torch.float32)
         self.register_buffer("temperature", t.clone())
 

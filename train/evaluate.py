@@ -98,12 +98,13 @@ def out_of_library_detection(model, batch: Batch, generator: MixtureGenerator, b
     base = batch.spectra[rows]
     shift = batch.shift_ev[rows, None].astype(np.float64)
     sigma = FOREIGN_FWHM_EV / 2.3548
+    planned = measured_mask(batch.recorded[rows], batch.whole[rows])
     out = {}
     for name, be in generator.library.foreign_lines.items():
         centre = be + shift
         line = np.exp(-0.5 * ((grid[None, :] - centre) / sigma) ** 2)
         line /= line.sum(axis=1, keepdims=True)
-        measured = measured_mask(batch.recorded[rows], batch.whole[rows])
+        measured = planned.copy()
         measured[np.abs(grid[None, :] - centre) <= FOREIGN_REGION_HALF_WIDTH_EV] = 1.0
         out[name] = {}
         for f in FOREIGN_FRACTIONS:

@@ -127,6 +127,22 @@ def test_aromatic_shake_up_satellite(library):
     assert satellite / c1s == pytest.approx(shake["fraction"] * 6 / 8, abs=0.004)
 
 
+def test_shake_up_jitter_keeps_a_share_of_the_satellite_and_the_main_line(library):
+    polymer = library.polymer("PS")
+    exact = polymer_lines(library, polymer)
+    satellite = exact.centre_ev > 289.0
+    rng = np.random.default_rng(3)
+    kept = []
+    for _ in range(200):
+        lines = polymer_lines(library, polymer, rng, Jitter(shakeup=1.0))
+        np.testing.assert_allclose(lines.area[~satellite], exact.area[~satellite])
+        kept.append(lines.area[satellite].sum() / exact.area[satellite].sum())
+    assert 0.0 <= min(kept) < 0.1 and 0.9 < max(kept) <= 1.0
+    np.testing.assert_allclose(polymer_lines(library, polymer, rng, Jitter(shakeup=0.0)).area, exact.area)
+    with pytest.raises(ValueError, match="shake-up jitter"):
+        Jitter(shakeup=1.5)
+
+
 def test_jitter_moves_lines_within_bounds_and_is_limited(library):
     exact = polymer_lines(library, library.polymer("PMMA"))
     rng = np.random.default_rng(1)

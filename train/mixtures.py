@@ -70,6 +70,7 @@ class MixtureSettings:
     broadening_scale_ev: float = 0.2  # HalfNormal scale of the broadening sigma
     be_jitter_ev: float = 0.0
     width_jitter: float = 0.0
+    shakeup_jitter: float = 0.0  # shake-up area kept: U(1 - s, 1) of the sourced fraction
     variants: int = 8  # jittered templates per polymer and epoch (1 when no jitter)
     noise_counts: float = 0.0  # total counts for Poisson noise; 0 = noise-free
     residual_background: float = 0.0  # std of the residual Shirley step, fraction of region area
@@ -111,7 +112,7 @@ class MixtureGenerator:
         self.seed = int(seed)
         self.polymers = tuple(library.polymer(n) for n in settings.polymers) if settings.polymers else library.polymers
         self.jitter = _validate(library, settings, self.polymers)
-        self.jittered = bool(settings.be_jitter_ev or settings.width_jitter)
+        self.jittered = bool(settings.be_jitter_ev or settings.width_jitter or settings.shakeup_jitter)
         self.n_variants = settings.variants if self.jittered else 1
         self.polymer_labels = np.stack([labels_to_multihot(p.labels) for p in self.polymers])
         self.polymer_levels = np.array([[name in p.levels for name in LEVELS] for p in self.polymers], dtype=np.float32)
@@ -290,7 +291,7 @@ def _validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
     if s.variants < 1:
         raise SettingsError(f"variants must be >= 1, got {s.variants}")
     try:
-        jitter = Jitter(s.be_jitter_ev, s.width_jitter)
+        jitter = Jitter(s.be_jitter_ev, s.width_jitter, s.shakeup_jitter)
     except ValueError as err:
         raise SettingsError(str(err)) from None
     (low_name, low), (high_name, high) = library.extreme_lines_ev()

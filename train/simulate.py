@@ -39,12 +39,17 @@ class Jitter:
 
     be_ev: float = 0.0  # binding energies move by U(-be_ev, +be_ev); at most 0.1 eV
     width: float = 0.0  # widths scale by U(1 - width, 1 + width)
+    # shake-up area scales by U(1 - shakeup, 1), one draw per polymer: the share of the
+    # satellite a Shirley background over the measured window leaves (from none to all)
+    shakeup: float = 0.0
 
     def __post_init__(self):
         if not (0.0 <= self.be_ev <= 0.1) or math.isnan(self.be_ev):
             raise ValueError(f"binding-energy jitter must lie in [0, 0.1] eV, got {self.be_ev}")
         if not (0.0 <= self.width < 0.5) or math.isnan(self.width):
             raise ValueError(f"width jitter must lie in [0, 0.5), got {self.width}")
+        if not (0.0 <= self.shakeup <= 1.0) or math.isnan(self.shakeup):
+            raise ValueError(f"shake-up jitter must lie in [0, 1], got {self.shakeup}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ def polymer_lines(
     """The lines of one polymer, with optional jitter drawn from rng."""
     centre, area, gauss, lorentz, level = [], [], [], [], []
     inst = library.instrument
+    kept_shakeup = 1.0
+    if rng is not None and jitter.shakeup > 0:
+        kept_shakeup = rng.uniform(1.0 - jitter.shakeup, 1.0)
     for env, count in polymer.environments:
         lvl = env.level
         be, fwhm = env.be_ev, env.fwhm_ev
@@ -81,11 +89,12 @@ def polymer_lines(
         total = count * lvl.cross_section_barn * inst.kinetic_energy_factor(be)
         if env.shakeup is not None:
             centre.append(be + env.shakeup.offset_ev)
-            area.append(total * env.shakeup.fraction)
+            satellite = total * env.shakeup.fraction
+            area.append(satellite * kept_shakeup)
             gauss.append(env.shakeup.fwhm_ev)
             lorentz.append(0.0)
             level.append(lvl.name)
-            total *= 1.0 - env.shakeup.fraction
+            total -= satellite
         g = voigt_gaussian_fwhm(fwhm, lvl.lorentzian_fwhm_ev)
         major = total / (1.0 + lvl.minor_ratio)
         centre.append(be)

@@ -35,6 +35,12 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--broadening", type=float, default=0.2, help="HalfNormal scale of the Gaussian sigma, eV")
     g.add_argument("--be-jitter", type=float, default=0.0, help="binding-energy jitter, eV (<= 0.1)")
     g.add_argument("--width-jitter", type=float, default=0.0, help="relative width jitter, e.g. 0.1")
+    g.add_argument(
+        "--shakeup-jitter",
+        type=float,
+        default=0.0,
+        help="shake-up area kept drawn from U(1 - s, 1) per polymer, s <= 1 (Shirley can eat the satellite)",
+    )
     g.add_argument("--variants", type=int, default=8, help="jittered templates per polymer")
     g.add_argument("--noise-counts", type=float, default=0.0, help="Poisson noise at this many counts (0: none)")
     g.add_argument("--residual-background", type=float, default=0.0, help="std of residual Shirley step")
@@ -58,6 +64,7 @@ def _mixture_settings(args):
         broadening_scale_ev=args.broadening,
         be_jitter_ev=args.be_jitter,
         width_jitter=args.width_jitter,
+        shakeup_jitter=args.shakeup_jitter,
         variants=args.variants,
         noise_counts=args.noise_counts,
         residual_background=args.residual_background,

@@ -23,6 +23,7 @@ def test_every_entry_cites_a_source():
     physics = tomllib.loads(PHYSICS)
     keys = physics["sources"]
     tables = [physics["instrument"], *physics["levels"].values(), *physics["environments"].values()]
+    tables.append(physics["adventitious_carbon"])
     tables += tomllib.loads(POLYMERS)["polymers"]
     for entry in tables:
         assert any(k in entry["source"] for k in keys), entry
@@ -64,6 +65,11 @@ def _load_modified(tmp_path, physics=PHYSICS, polymers=POLYMERS):
             r"environment 'C_CHF': source 'my notebook'",
         ),
         ("[environments.C_CH]", "[environments.C_CH\n", r"cannot read library file"),
+        (
+            "environments = { C_adv_CH = 15,",
+            "environments = { C_CH = 15,",
+            r"\[adventitious_carbon\]: its environments must carry no group, got \('alkane',\)",
+        ),
     ],
 )
 def test_malformed_physics_file_is_refused_naming_the_entry(tmp_path, old, new, message):

@@ -130,6 +130,22 @@ def test_residual_background_changes_only_recorded_regions(library):
     assert not (changed & (clean.spectra == 0) & (residual.spectra == 0)).any()
 
 
+def test_adventitious_carbon_adds_c_and_o_lines_but_no_label(library):
+    """PTFE has no C-C/C-H and no oxygen: whatever appears at 285 eV and in O 1s is the
+    contamination layer, up to the drawn share of the area, and the labels stay PTFE's."""
+    common = dict(max_shift_ev=0.0, broadening_scale_ev=0.0, polymers=("PTFE",), min_components=1, max_components=1)
+    _, clean = draw(library, n=500, **common)
+    _, dirty = draw(library, n=500, adventitious_carbon=0.4, **common)
+    hydrocarbon = (GRID > 284.0) & (GRID < 286.0)
+    oxygen = (GRID > 528.0) & (GRID < 538.0)
+    assert clean.spectra[:, hydrocarbon].sum(axis=1).max() < 1e-3 and clean.spectra[:, oxygen].sum() == 0
+    contamination = 1.0 - dirty.weights.sum(axis=1)  # the polymers share the rest of the area
+    assert 0.0 <= contamination.min() < 0.02 and 0.38 < contamination.max() <= 0.4
+    added = dirty.spectra[:, hydrocarbon].sum(axis=1) + dirty.spectra[:, oxygen].sum(axis=1)
+    assert np.corrcoef(added, contamination)[0, 1] > 0.99 and (added <= contamination + 1e-3).all()
+    np.testing.assert_array_equal(dirty.labels, clean.labels)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -139,6 +155,8 @@ def test_residual_background_changes_only_recorded_regions(library):
         ({"be_jitter_ev": 0.2}, r"jitter must lie in \[0, 0.1\]"),
         ({"broadening_scale_ev": float("nan")}, r"broadening_scale_ev must be a finite number"),
         ({"noise_counts": -1.0}, r"noise_counts must be a finite number >= 0"),
+        ({"adventitious_carbon": 1.0}, r"adventitious_carbon must lie in \[0, 1\)"),
+        ({"shakeup_jitter": 2.0}, r"shake-up jitter must lie in \[0, 1\]"),
     ],
 )
 def test_bad_settings_raise_a_clear_error(library, settings, message):

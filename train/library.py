@@ -98,6 +98,8 @@ class Library:
     polymers: tuple[Polymer, ...]
     secondary_lines: dict[str, float] = field(default_factory=dict)  # name -> BE, library elements
     foreign_lines: dict[str, float] = field(default_factory=dict)  # name -> BE, elements it lacks
+    # the hydrocarbon contamination layer on every air-exposed sample: lines without labels
+    adventitious: Polymer | None = None
 
     def polymer(self, name: str) -> Polymer:
         """Find a polymer by name or abbreviation (case-insensitive)."""
@@ -216,15 +218,7 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
             name, level, be, fwhm, group, shake, where("environment", name, entry), entry["status"]
         )
 
-    polymer_list = []
-    seen = set()
-    for i, entry in enumerate(polymers.get("polymers", [])):
-        pname = entry.get("name") or f"#{i}"
-        what = f"polymer {pname!r}"
-        for key in {pname.lower(), entry.get("abbr", "").lower()}:
-            if not key or key in seen:
-                raise LibraryError(f"{what}: missing or duplicate name/abbreviation {key!r}")
-            seen.add(key)
+    def build(pname, entry, what):
         envs = []
         for env_name, count in entry.get("environments", {}).items():
             if env_name not in environments:
@@ -237,16 +231,32 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
         where("polymer", pname, entry)
         polymer = Polymer(pname, entry["abbr"], entry.get("formula", ""), tuple(envs))
         _check_formula(what, polymer)
-        polymer_list.append(polymer)
+        return polymer
+
+    polymer_list = []
+    seen = set()
+    for i, entry in enumerate(polymers.get("polymers", [])):
+        pname = entry.get("name") or f"#{i}"
+        what = f"polymer {pname!r}"
+        for key in {pname.lower(), entry.get("abbr", "").lower()}:
+            if not key or key in seen:
+                raise LibraryError(f"{what}: missing or duplicate name/abbreviation {key!r}")
+            seen.add(key)
+        polymer_list.append(build(pname, entry, what))
     if not polymer_list:
         raise LibraryError("polymer file holds no [[polymers]]")
+    adventitious = None
+    if "adventitious_carbon" in physics:
+        adventitious = build("adventitious carbon", physics["adventitious_carbon"], "[adventitious_carbon]")
+        if adventitious.labels:
+            raise LibraryError(f"[adventitious_carbon]: its environments must carry no group, got {adventitious.labels}")
     lines = {}
     for kind in ("secondary_lines", "foreign_lines"):
         lines[kind] = {}
         for name, entry in physics.get(kind, {}).items():
             where(kind.replace("_", " ")[:-1], name, entry)
             lines[kind][name] = _positive(f"{kind} {name!r}", "be_ev", entry)
-    return Library(instrument, dict(sources), levels, environments, tuple(polymer_list), **lines)
+    return Library(instrument, dict(sources), levels, environments, tuple(polymer_list), adventitious=adventitious, **lines)
 
 
 def _read_toml(path) -> dict:

@@ -9,7 +9,8 @@ Per spectrum (arXiv 2603.05350, section "Synthetic mixing"):
 - clip negatives and re-normalise.
 Options beyond the paper: per-epoch jittered templates (binding energy and width), Poisson
 counting noise at a chosen count level, residual background left by imperfect Shirley
-subtraction, and acquisition plans (`xpstream.train.acquisition`): "full" records the whole
+subtraction, adventitious carbon (a label-free contamination layer, a random share of the
+area), and acquisition plans (`xpstream.train.acquisition`): "full" records the whole
 grid (the paper), "regions" the regions of the elements present, "random" draws a realistic
 plan per spectrum (subsets, extra regions, surveys at survey resolution); the grid is zero
 outside what was recorded, and the batch says what was.
@@ -71,6 +72,7 @@ class MixtureSettings:
     be_jitter_ev: float = 0.0
     width_jitter: float = 0.0
     shakeup_jitter: float = 0.0  # shake-up area kept: U(1 - s, 1) of the sourced fraction
+    adventitious_carbon: float = 0.0  # share of the area from adventitious carbon: U(0, a)
     variants: int = 8  # jittered templates per polymer and epoch (1 when no jitter)
     noise_counts: float = 0.0  # total counts for Poisson noise; 0 = noise-free
     residual_background: float = 0.0  # std of the residual Shirley step, fraction of region area
@@ -142,6 +144,10 @@ class MixtureGenerator:
                 coeffs = render_fourier(lines, self.n_bins)
                 templates[p_index * self.n_variants + v] = coeffs / coeffs[0].real  # unit area
         self.templates = templates
+        self.adventitious_template = None
+        if self.settings.adventitious_carbon:
+            coeffs = render_fourier(polymer_lines(self.library, self.library.adventitious), self.n_bins)
+            self.adventitious_template = coeffs / coeffs[0].real
         # Standard normals scaled by 1/sqrt(counts): sqrt(x) * pool is the counting noise of x.
         counts = self.settings.noise_counts
         self.noise_pool = (
@@ -158,6 +164,10 @@ class MixtureGenerator:
         variant = rng.integers(0, self.n_variants, size=(n, MAX_COMPONENTS))
         weights = rng.random((n, MAX_COMPONENTS)) * slot_used
         weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+        adventitious = None
+        if s.adventitious_carbon:  # its share of the area; the polymers share the rest
+            adventitious = rng.uniform(0.0, s.adventitious_carbon, size=(n, 1)).astype(np.float32)
+            weights *= 1.0 - adventitious
         components = np.where(slot_used, components, -1).astype(np.int16)
         shift = rng.uniform(-s.max_shift_ev, s.max_shift_ev, size=n).astype(np.float32)
         sigma = np.abs(rng.normal(0.0, s.broadening_scale_ev, size=n)).astype(np.float32)
@@ -184,6 +194,8 @@ class MixtureGenerator:
             (weights.ravel(), (rows, cols)), shape=(n, self.templates.shape[0]), dtype=np.float32
         )
         coeffs = mixing @ self.templates
+        if adventitious is not None:
+            coeffs += adventitious * self.adventitious_template
         coeffs *= self._shift_and_broaden(shift, sigma)
         spectra = to_spectra(coeffs)
         if s.acquisition != "full":
@@ -286,6 +298,10 @@ def _validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name} must be a finite number >= 0, got {value}")
+    if not 0.0 <= s.adventitious_carbon < 1.0:
+        raise SettingsError(f"adventitious_carbon must lie in [0, 1), got {s.adventitious_carbon}")
+    if s.adventitious_carbon and library.adventitious is None:
+        raise SettingsError("adventitious_carbon needs an [adventitious_carbon] table in the physics file")
     if s.acquisition not in ACQUISITIONS:
         raise SettingsError(f"acquisition must be one of {ACQUISITIONS}, got {s.acquisition!r}")
     if s.variants < 1:

@@ -41,6 +41,12 @@ def _mixture_args(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="shake-up area kept drawn from U(1 - s, 1) per polymer, s <= 1 (Shirley can eat the satellite)",
     )
+    g.add_argument(
+        "--adventitious-carbon",
+        type=float,
+        default=0.0,
+        help="share of each spectrum's area from adventitious carbon, drawn from U(0, A) (no label)",
+    )
     g.add_argument("--variants", type=int, default=8, help="jittered templates per polymer")
     g.add_argument("--noise-counts", type=float, default=0.0, help="Poisson noise at this many counts (0: none)")
     g.add_argument("--residual-background", type=float, default=0.0, help="std of residual Shirley step")
@@ -65,6 +71,7 @@ def _mixture_settings(args):
         be_jitter_ev=args.be_jitter,
         width_jitter=args.width_jitter,
         shakeup_jitter=args.shakeup_jitter,
+        adventitious_carbon=args.adventitious_carbon,
         variants=args.variants,
         noise_counts=args.noise_counts,
         residual_background=args.residual_background,

@@ -249,14 +249,17 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
     if "adventitious_carbon" in physics:
         adventitious = build("adventitious carbon", physics["adventitious_carbon"], "[adventitious_carbon]")
         if adventitious.labels:
-            raise LibraryError(f"[adventitious_carbon]: its environments must carry no group, got {adventitious.labels}")
+            raise LibraryError(
+                f"[adventitious_carbon]: its environments must carry no group, got {adventitious.labels}"
+            )
     lines = {}
     for kind in ("secondary_lines", "foreign_lines"):
         lines[kind] = {}
         for name, entry in physics.get(kind, {}).items():
             where(kind.replace("_", " ")[:-1], name, entry)
             lines[kind][name] = _positive(f"{kind} {name!r}", "be_ev", entry)
-    return Library(instrument, dict(sources), levels, environments, tuple(polymer_list), adventitious=adventitious, **lines)
+    polymer_tuple = tuple(polymer_list)
+    return Library(instrument, dict(sources), levels, environments, polymer_tuple, adventitious=adventitious, **lines)
 
 
 def _read_toml(path) -> dict:

@@ -128,6 +128,10 @@ class MixtureGenerator:
         )
         self.n_bins = band_limit(min_gauss)
         self.nu = frequencies(self.n_bins).astype(np.float32)
+        self.adventitious_template = None  # fixed lines, unit area: rendered once
+        if settings.adventitious_carbon:
+            coeffs = render_fourier(polymer_lines(library, library.adventitious), self.n_bins)
+            self.adventitious_template = coeffs / coeffs[0].real
         self.new_epoch(0)
         rendered = to_spectra(self.templates[:: self.n_variants].copy())
         # share of each polymer's spectral area in each level's window ("the minor element")
@@ -144,10 +148,6 @@ class MixtureGenerator:
                 coeffs = render_fourier(lines, self.n_bins)
                 templates[p_index * self.n_variants + v] = coeffs / coeffs[0].real  # unit area
         self.templates = templates
-        self.adventitious_template = None
-        if self.settings.adventitious_carbon:
-            coeffs = render_fourier(polymer_lines(self.library, self.library.adventitious), self.n_bins)
-            self.adventitious_template = coeffs / coeffs[0].real
         # Standard normals scaled by 1/sqrt(counts): sqrt(x) * pool is the counting noise of x.
         counts = self.settings.noise_counts
         self.noise_pool = (

@@ -258,8 +258,9 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
         for name, entry in physics.get(kind, {}).items():
             where(kind.replace("_", " ")[:-1], name, entry)
             lines[kind][name] = _positive(f"{kind} {name!r}", "be_ev", entry)
-    polymer_tuple = tuple(polymer_list)
-    return Library(instrument, dict(sources), levels, environments, polymer_tuple, adventitious=adventitious, **lines)
+    return Library(
+        instrument, dict(sources), levels, environments, tuple(polymer_list), adventitious=adventitious, **lines
+    )
 
 
 def _read_toml(path) -> dict:

@@ -482,12 +482,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("models/preprocess.onnx"))
     p.set_defaults(func=cmd_export_preprocess)
 
+    from xpstream.train.mixtures import ACQUISITIONS
+
     p = sub.add_parser("evaluate", help="evaluate trained models on one synthetic test set")
     p.add_argument("checkpoints", nargs="+", help="RUN/best.pt files")
     p.add_argument("--n", type=int, default=20_000, help="test spectra")
     p.add_argument("--max-shift", type=float, help="test at this maximum shift (default: the first run's)")
     p.add_argument("--out", type=Path, default=Path("reports/evaluate"))
-    p.add_argument("--acquisition", choices=("full", "regions", "random"), help="override the run's acquisition plans")
+    p.add_argument("--acquisition", choices=ACQUISITIONS, help="override the run's acquisition plans")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify instrument files with a model (default: the shipped one)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpstream.contract import LABEL_NAMES
+from xpstream.contract import LABEL_NAMES, Prediction
 from xpstream.daemon.config import WatchConfig
 
 PATTERNS = WatchConfig().patterns
@@ -72,7 +72,6 @@ class FilePredictor:
         """A pyarrow table of prediction rows (typed, so a batch of empty lists stays list<string>)."""
         import pyarrow as pa
 
-        from xpstream.daemon.infer import prediction
         from xpstream.daemon.parse import parse_file
         from xpstream.daemon.preprocess import unexplained_regions
 
@@ -98,10 +97,9 @@ class FilePredictor:
         if regions:
             outputs = self.model.run_regions(regions)
             elements = self.model.metadata.elements
-            for row, (i, seen) in enumerate(zip(good, recorded, strict=True)):
-                pred = prediction(
-                    self.model.metadata, rows["source"][i], outputs, row, unexplained_regions(seen, elements)
-                )
+            unexplained = [unexplained_regions(seen, elements) for seen in recorded]
+            preds = Prediction.from_batch([rows["source"][i] for i in good], outputs, self.model.metadata, unexplained)
+            for i, pred in zip(good, preds, strict=True):
                 for key in empty:
                     rows[key][i] = getattr(pred, key)
                 rows["probabilities"][i] = [pred.probabilities[name] for name in LABEL_NAMES]

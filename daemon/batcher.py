@@ -54,7 +54,8 @@ class MicroBatcher:
                 if self._closed:
                     raise Closed("batcher is closed")
             self._items.append(item)
-            self._lock.notify_all()
+            if len(self._items) == 1 or len(self._items) >= self.max_batch:
+                self._lock.notify_all()  # the consumer waits for a first item or a full batch
             return True
 
     def get_batch(self, timeout: float | None = None) -> list:

@@ -15,9 +15,9 @@ import msgpack
 import numpy as np
 import zmq
 
-from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
+from xpstream.contract import GRID_SIZE, Prediction, energy_grid, whole_grid_mask
 from xpstream.daemon.harness import DaemonProcess, free_port
-from xpstream.daemon.infer import load_model, prediction
+from xpstream.daemon.infer import load_model
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
 from xpstream.daemon.preprocess import measured_mask, regions_to_grid, unexplained_regions
 from xpstream.models import default_model_path
@@ -91,9 +91,8 @@ def _naive(messages: list[bytes], model) -> float:
         else:
             spectrum, measured = regions_to_grid(msg.regions), measured_mask(msg.regions)
         outputs = model.run(spectrum[None, :], None if measured is None else measured[None, :])
-        pred = prediction(
-            model.metadata, msg.id, outputs, 0, unexplained_regions(msg.recorded, model.metadata.elements)
-        )
+        unexplained = unexplained_regions(msg.recorded, model.metadata.elements)
+        pred = Prediction.from_batch([msg.id], outputs, model.metadata, [unexplained])[0]
         pub.send_multipart([b"xps/bench/prediction", encode_prediction(pred, msg.id, {})])
     rate = len(messages) / (time.monotonic() - start)
     pub.close(linger=0)

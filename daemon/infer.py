@@ -24,7 +24,6 @@ from xpstream.contract import (
     MODEL_OUTPUTS,
     ContractError,
     ModelMetadata,
-    Prediction,
     Region,
     check_spectra,
     whole_grid_mask,
@@ -64,19 +63,19 @@ class LoadedModel:
         return dict(zip(MODEL_OUTPUTS, self.with_preprocessing.run(None, feeds), strict=True))
 
 
-def prediction(metadata: ModelMetadata, source: str, outputs: dict, row: int, unexplained_regions=()) -> Prediction:
-    """The record for one row of a batch's outputs (from `run` or `run_regions`)."""
-    return Prediction.from_outputs(source, {k: v[row] for k, v in outputs.items()}, metadata, unexplained_regions)
+def load_model(path: str | Path, threads: int = 0, providers=None, spinning: bool = True) -> LoadedModel:
+    """Open an ONNX model; refuse it (ContractError) if its metadata disagree with the contract.
 
-
-def load_model(path: str | Path, threads: int = 0, providers=None) -> LoadedModel:
-    """Open an ONNX model; refuse it (ContractError) if its metadata disagree with the contract."""
+    spinning=False stops onnxruntime's idle intra-op threads from busy-waiting between runs:
+    the daemon's socket and publisher threads need those cores (measured in `bench daemon`)."""
     path = Path(path)
     if not path.is_file():
         raise ContractError(f"model file {path} does not exist")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     available = ort.get_available_providers()
     chosen = [p for p in (providers or PREFERRED_PROVIDERS) if p in available]
     try:

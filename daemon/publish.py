@@ -39,7 +39,12 @@ class Publisher:
 
     def publish(self, topic: bytes, payload: bytes, sent: Callable[[], None] | None = None) -> None:
         """Queue a message; `sent` is called in the publisher thread once it is handed to ZeroMQ."""
-        self._queue.put((topic, payload, sent))
+        self._queue.put([(topic, payload, sent)])
+
+    def publish_many(self, messages: list[tuple[bytes, bytes, Callable[[], None] | None]]) -> None:
+        """Queue (topic, payload, sent) messages in one hand-off (a batch's predictions)."""
+        if messages:
+            self._queue.put(messages)
 
     def close(self, linger_ms: int = 2000) -> None:
         """Send what is queued, then close the socket."""
@@ -49,10 +54,10 @@ class Publisher:
 
     def _loop(self) -> None:
         while True:
-            entry = self._queue.get()
-            if entry is _STOP:
+            messages = self._queue.get()
+            if messages is _STOP:
                 return
-            topic, payload, sent = entry
-            self._socket.send_multipart([topic, payload])
-            if sent is not None:
-                sent()
+            for topic, payload, sent in messages:
+                self._socket.send_multipart([topic, payload])
+                if sent is not None:
+                    sent()

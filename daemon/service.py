@@ -13,15 +13,16 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import zmq
 
-from xpstream.contract import ContractError, whole_grid_mask
+from xpstream.contract import ContractError, Prediction, whole_grid_mask
 from xpstream.daemon.batcher import BLOCK, MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
-from xpstream.daemon.infer import LoadedModel, load_model, prediction
+from xpstream.daemon.infer import LoadedModel, load_model
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
@@ -166,7 +167,7 @@ class Service:
             if old is not None:
                 old.close()
         else:
-            model = load_model(path, threads=m.threads)
+            model = load_model(path, threads=m.threads, spinning=False)
         meta = model.metadata
         self.metrics.model.info({"model_id": meta.model_id, "version": meta.version, "provider": model.provider})
         log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
@@ -238,7 +239,7 @@ class Service:
         grid = [item for item in batch if item.spectrum is not None]
         regions = [item for item in batch if item.spectrum is None]
         start = time.monotonic()
-        done = []  # (item, outputs, row)
+        done = []  # (items, their outputs)
         if grid:
             spectra = np.stack([item.spectrum for item in grid])
             masks = [item.measured for item in grid]
@@ -246,26 +247,34 @@ class Service:
             if any(m is not None for m in masks):
                 whole = whole_grid_mask(1)[0]
                 measured = np.stack([whole if m is None else m for m in masks])
-            outputs = self.model.run(spectra, measured)
-            done += [(item, outputs, row) for row, item in enumerate(grid)]
+            done.append((grid, self.model.run(spectra, measured)))
         if regions:  # preprocessing + model in one graph
-            outputs = self.model.run_regions([item.regions for item in regions])
-            done += [(item, outputs, row) for row, item in enumerate(regions)]
-        inference_s = time.monotonic() - start
+            done.append((regions, self.model.run_regions([item.regions for item in regions])))
+        now = time.monotonic()
+        inference_s = now - start
         self.metrics.inference.observe(inference_s)
         self.metrics.batch_size.observe(len(batch))
-        for item, outputs, row in done:
-            unexplained = unexplained_regions(item.recorded, self.model.metadata.elements)
-            pred = prediction(self.model.metadata, item.origin, outputs, row, unexplained)
-            if not pred.in_library:
-                self.metrics.out_of_library.labels(item.source).inc()
-            now = time.monotonic()
-            timings = {"queue_and_inference": round(1000 * (now - item.received), 3), "inference": 1000 * inference_s}
-            self.publisher.publish(
-                prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), sent=item.on_done
-            )
-            self.metrics.latency.observe(now - item.received)
-            self.metrics.processed.labels(item.source).inc()
+        meta = self.model.metadata
+        messages, processed, out_of_library = [], Counter(), Counter()
+        for items, outputs in done:
+            unexplained = [unexplained_regions(item.recorded, meta.elements) for item in items]
+            preds = Prediction.from_batch([item.origin for item in items], outputs, meta, unexplained)
+            for item, pred in zip(items, preds, strict=True):
+                waited = now - item.received
+                timings = {"queue_and_inference": round(1000 * waited, 3), "inference": 1000 * inference_s}
+                messages.append(
+                    (prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), item.on_done)
+                )
+                processed[item.source] += 1
+                out_of_library[item.source] += not pred.in_library
+        handed = time.monotonic()
+        self.publisher.publish_many(messages)
+        for item in batch:
+            self.metrics.latency.observe(handed - item.received)
+        for source, count in processed.items():
+            self.metrics.processed.labels(source).inc(count)
+            if out_of_library[source]:
+                self.metrics.out_of_library.labels(source).inc(out_of_library[source])
 
     def _maybe_reload(self) -> None:
         forced = self._reload.is_set()

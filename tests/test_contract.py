@@ -72,6 +72,22 @@ def test_prediction_separates_undetermined_labels_and_flags_out_of_library():
     assert not beside.in_library and beside.unexplained_regions == ["Cu 2p"]
 
 
+def test_prediction_batch_equals_its_rows_and_refuses_a_length_mismatch():
+    meta = c.ModelMetadata("xpstream-stn", "1", thresholds=[0.6] * 32, out_of_library_threshold=0.05)
+    rows = [outputs(np.linspace(0, 1, 32), score=0.01, shift=-0.5), outputs(np.full(32, 0.7), score=0.2, shift=2.0)]
+    batch = {key: np.stack([np.asarray(row[key]) for row in rows]) for key in rows[0]}
+    preds = c.Prediction.from_batch(["a.vms", "b.vms"], batch, meta, [[], ["Cu 2p"]])
+    singles = [
+        c.Prediction.from_outputs("a.vms", rows[0], meta),
+        c.Prediction.from_outputs("b.vms", rows[1], meta, ["Cu 2p"]),
+    ]
+    assert preds == singles
+    assert preds[0].labels == [n for n, p in zip(c.LABEL_NAMES, np.linspace(0, 1, 32), strict=True) if p >= 0.6]
+    assert preds[0].in_library and not preds[1].in_library and preds[1].shift_ev == 2.0
+    with pytest.raises(c.ContractError, match="expected 3 rows"):
+        c.Prediction.from_batch(["a", "b", "c"], batch, meta, [[], [], []])
+
+
 def test_model_metadata_round_trip_and_refusals():
     meta = c.ModelMetadata("xpstream-stn", "3", thresholds=[0.4] * 32, metrics={"exact_match": 0.9})
     props = meta.to_strings()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from xpstream import __version__
-from xpstream.contract import LABELS
+from xpstream.contract import LABELS, Prediction
 
 
 def _library_args(p: argparse.ArgumentParser) -> None:
@@ -255,7 +255,7 @@ def markdown_row(pred, regions: list[str]) -> str:
 
 def cmd_predict(args) -> None:
     """Parse, preprocess and classify files; one line (or JSON object) per file."""
-    from xpstream.daemon.infer import load_model, prediction
+    from xpstream.daemon.infer import load_model
     from xpstream.daemon.parse import parse_file
     from xpstream.daemon.preprocess import unexplained_regions
     from xpstream.models import default_model_path
@@ -275,9 +275,8 @@ def cmd_predict(args) -> None:
                 print(f"| {Path(path).name} | - | refused: {err} | | |")
             continue
         outputs = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
-        pred = prediction(
-            model.metadata, str(path), outputs, 0, unexplained_regions(parsed.recorded, model.metadata.elements)
-        )
+        unexplained = unexplained_regions(parsed.recorded, model.metadata.elements)
+        pred = Prediction.from_batch([str(path)], outputs, model.metadata, [unexplained])[0]
         if args.json:
             regions = {"regions": [r.name for r in parsed.regions], "skipped": parsed.skipped}
             print(json.dumps({**pred.to_dict(), **regions}))

@@ -216,24 +216,46 @@ class Prediction:
     ) -> Prediction:
         """Build a record from one row of model outputs (keys MODEL_OUTPUTS) and the model's
         metadata (thresholds, out-of-library threshold)."""
-        probs = np.asarray(outputs["probabilities"], dtype=np.float64)
-        determined = np.asarray(outputs["determined"], dtype=np.float64)
-        if probs.shape != (NUM_LABELS,) or determined.shape != (NUM_LABELS,):
-            raise ContractError(f"expected {NUM_LABELS} probabilities, got shape {probs.shape}")
-        present = np.flatnonzero((probs >= np.asarray(metadata.thresholds)) & (determined > 0))
-        score = float(outputs["out_of_library_score"])
-        return cls(
-            source=source,
-            labels=[LABEL_NAMES[i] for i in present],
-            probabilities=dict(zip(LABEL_NAMES, probs.tolist(), strict=True)),
-            shift_ev=float(outputs["shift_ev"]),
-            undetermined=[LABEL_NAMES[i] for i in np.flatnonzero(determined <= 0)],
-            in_library=bool(score <= metadata.out_of_library_threshold and not unexplained_regions),
-            out_of_library_score=score,
-            unexplained_regions=list(unexplained_regions),
-            model=metadata.model_id,
-            model_version=metadata.version,
-        )
+        one_row = {key: np.asarray(value)[None] for key, value in outputs.items()}
+        return cls.from_batch([source], one_row, metadata, [unexplained_regions])[0]
+
+    @classmethod
+    def from_batch(
+        cls,
+        sources: list[str],
+        outputs: dict,
+        metadata: ModelMetadata,
+        unexplained_regions: list[list[str]],
+    ) -> list[Prediction]:
+        """Records for a batch: row i of the outputs (keys MODEL_OUTPUTS) is spectrum sources[i],
+        whose recorded regions showed unexplained_regions[i]. Vectorised over the batch, as
+        the daemon builds one record per spectrum."""
+        n = len(sources)
+        probs = np.asarray(outputs["probabilities"])
+        determined = np.asarray(outputs["determined"])
+        if probs.shape != (n, NUM_LABELS) or determined.shape != (n, NUM_LABELS) or len(unexplained_regions) != n:
+            raise ContractError(f"expected {n} rows of {NUM_LABELS} probabilities, got shape {probs.shape}")
+        present = ((probs >= np.asarray(metadata.thresholds)) & (determined > 0)).tolist()
+        undetermined = (determined <= 0).tolist()
+        scores = np.asarray(outputs["out_of_library_score"], dtype=np.float64).reshape(n).tolist()
+        shifts = np.asarray(outputs["shift_ev"], dtype=np.float64).reshape(n).tolist()
+        return [
+            cls(
+                source=source,
+                labels=[name for name, yes in zip(LABEL_NAMES, row_present, strict=True) if yes],
+                probabilities=dict(zip(LABEL_NAMES, row_probs, strict=True)),
+                shift_ev=shift,
+                undetermined=[name for name, yes in zip(LABEL_NAMES, row_undetermined, strict=True) if yes],
+                in_library=score <= metadata.out_of_library_threshold and not unexplained,
+                out_of_library_score=score,
+                unexplained_regions=list(unexplained),
+                model=metadata.model_id,
+                model_version=metadata.version,
+            )
+            for source, row_probs, row_present, row_undetermined, score, shift, unexplained in zip(
+                sources, probs.tolist(), present, undetermined, scores, shifts, unexplained_regions, strict=True
+            )
+        ]
 
     def to_dict(self) -> dict:
         """The record as a plain dict (shallow: the daemon builds one per spectrum)."""

@@ -67,12 +67,13 @@ class DaemonProcess:
         out = []
         deadline = time.monotonic() + timeout
         while len(out) < n:
-            left_ms = int(1000 * (deadline - time.monotonic()))
-            if not self.sub.poll(max(0, min(100, left_ms))):  # timeout 0: one look, no wait
-                if left_ms <= 0:
+            try:
+                topic, payload = self.sub.recv_multipart(zmq.NOBLOCK)  # no poll while messages wait
+            except zmq.Again:
+                left_ms = int(1000 * (deadline - time.monotonic()))
+                if not self.sub.poll(max(0, min(100, left_ms))) and left_ms <= 0:  # timeout 0: one look
                     break
                 continue
-            topic, payload = self.sub.recv_multipart()
             self.arrivals.append(time.monotonic())
             out.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
         return out

@@ -11,7 +11,7 @@ so on a GPU host a batch crosses to the device once and comes back as probabilit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class LoadedModel:
     session: ort.InferenceSession  # spectra, measured -> MODEL_OUTPUTS
     with_preprocessing: ort.InferenceSession  # padded regions, measured -> MODEL_OUTPUTS
     metadata: ModelMetadata
+    _whole_grid: np.ndarray = field(default_factory=lambda: whole_grid_mask(0), repr=False)  # reused mask of ones
 
     @property
     def provider(self) -> str:
@@ -50,7 +51,12 @@ class LoadedModel:
         """Outputs (keyed MODEL_OUTPUTS) for grid spectra (N, 6601) and their measured-region
         masks (N, 6601; None: the whole grid was recorded)."""
         spectra = check_spectra(spectra)
-        measured = whole_grid_mask(len(spectra)) if measured is None else check_spectra(measured)
+        if measured is None:
+            if len(self._whole_grid) < len(spectra):
+                self._whole_grid = whole_grid_mask(len(spectra))
+            measured = self._whole_grid[: len(spectra)]
+        else:
+            measured = check_spectra(measured)
         if measured.shape != spectra.shape:
             raise ContractError(f"mask shape {measured.shape} differs from spectra shape {spectra.shape}")
         return dict(zip(MODEL_OUTPUTS, self.session.run(None, {"spectra": spectra, "measured": measured}), strict=True))

@@ -25,6 +25,7 @@ says what is wrong.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import msgpack
@@ -68,7 +69,7 @@ def unpack_array(obj, what: str) -> np.ndarray:
     shape = obj["shape"]
     if not all(isinstance(n, int) and n >= 0 for n in shape):
         raise MessageError("shape", f"{what}: shape {shape!r} is not a list of non-negative integers")
-    expected = int(np.prod(shape, dtype=np.int64)) * 4
+    expected = math.prod(shape) * 4
     if len(obj["data"]) != expected:
         raise MessageError("shape", f"{what}: {len(obj['data'])} bytes do not hold float32 of shape {shape}")
     array = np.frombuffer(obj["data"], dtype="<f4").reshape(shape).astype(np.float32)

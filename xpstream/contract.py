@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+from itertools import compress
 
 import numpy as np
 
@@ -242,10 +243,10 @@ class Prediction:
         return [
             cls(
                 source=source,
-                labels=[name for name, yes in zip(LABEL_NAMES, row_present, strict=True) if yes],
+                labels=list(compress(LABEL_NAMES, row_present)),
                 probabilities=dict(zip(LABEL_NAMES, row_probs, strict=True)),
                 shift_ev=shift,
-                undetermined=[name for name, yes in zip(LABEL_NAMES, row_undetermined, strict=True) if yes],
+                undetermined=list(compress(LABEL_NAMES, row_undetermined)),
                 in_library=score <= metadata.out_of_library_threshold and not unexplained,
                 out_of_library_score=score,
                 unexplained_regions=list(unexplained),
@@ -258,8 +259,9 @@ class Prediction:
         ]
 
     def to_dict(self) -> dict:
-        """The record as a plain dict (shallow: the daemon builds one per spectrum)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The record as a plain dict, keys in field order (shallow: the daemon builds one per
+        spectrum)."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict) -> Prediction:

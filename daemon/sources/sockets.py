@@ -21,6 +21,7 @@ log = logging.getLogger("xpstream.zmq")
 POLL_MS = 100
 SUB_RECEIVE_HWM = 10_000
 DRAIN_QUIET_MS = 100  # on stop, read on until nothing arrived for this long
+READ_AT_ONCE = 1024  # messages read after one poll (no poll per message under load)
 
 
 class SocketSource:
@@ -82,14 +83,26 @@ class SocketSource:
         poller.register(self.socket, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if poller.poll(POLL_MS) and not self._handle(self.socket.recv_multipart(zmq.NOBLOCK)[-1]):
+                if poller.poll(POLL_MS) and not self._take_arrived():
                     return
             # stopping: take in what has already arrived, until the socket stays quiet
             while poller.poll(DRAIN_QUIET_MS):
-                if not self._handle(self.socket.recv_multipart(zmq.NOBLOCK)[-1]):
+                if not self._take_arrived():
                     return
         finally:
             self.socket.close(linger=0)
+
+    def _take_arrived(self) -> bool:
+        """Handle the messages waiting on the socket, at most READ_AT_ONCE (so a stop request is
+        seen between bursts); False once the batcher is closed."""
+        for _ in range(READ_AT_ONCE):
+            try:
+                payload = self.socket.recv_multipart(zmq.NOBLOCK)[-1]
+            except zmq.Again:
+                return True
+            if not self._handle(payload):
+                return False
+        return True
 
     def _handle(self, payload: bytes) -> bool:
         """Decode, preprocess and queue one message; False once the batcher is closed."""

@@ -6,6 +6,8 @@ loop (decode, preprocess, one inference call, publish). Prints a table and write
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -49,14 +51,30 @@ def _daemon(state: Path, batch: int, watch: bool = False) -> DaemonProcess:
     return DaemonProcess(state, *extra, "--log-level", "warning", "--stable-s", "0.2", watch=watch)
 
 
-def _throughput(d: DaemonProcess, messages: list[bytes]) -> float:
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _throughput(d: DaemonProcess, messages: list[bytes]) -> tuple[float, float, float]:
+    """(spectra/s, daemon CPU us per spectrum, client CPU us per spectrum) for one burst."""
+    daemon_cpu, client_cpu = _process_cpu_s(d.proc.pid), _own_cpu_s()
     start = time.monotonic()
     for m in messages:
         d.push.send(m)
     got = d.receive(len(messages), timeout=300)
     if len(got) != len(messages):
         raise RuntimeError(f"received {len(got)} of {len(messages)} predictions")
-    return len(messages) / (d.arrivals[-1] - start)
+    rate = len(messages) / (d.arrivals[-1] - start)
+    per_spectrum = 1e6 / len(messages)
+    daemon_cpu = (_process_cpu_s(d.proc.pid) - daemon_cpu) * per_spectrum
+    return rate, daemon_cpu, (_own_cpu_s() - client_cpu) * per_spectrum
 
 
 def _latency_at(d: DaemonProcess, messages: list[bytes], rate: float) -> tuple[float, float, float]:
@@ -124,11 +142,14 @@ def bench_daemon(
     tmp = Path(tempfile.mkdtemp())
     model = load_model(default_model_path(), threads=2)
     grid_msgs, region_msgs = synthetic_messages(n, "grid"), synthetic_messages(n // 4, "regions", seed=1)
-    results = {"model_only_per_s": model_only_rate(model, batch), "batch": batch}
+    results = {"model_only_per_s": model_only_rate(model, batch), "batch": batch, "cpu_cores": os.cpu_count()}
     d = _daemon(tmp / "pushed", batch)
     try:
-        results["daemon_grid_per_s"] = _throughput(d, grid_msgs)
-        results["daemon_regions_per_s"] = _throughput(d, region_msgs)
+        _throughput(d, grid_msgs[:1000])  # warm-up
+        grid = _throughput(d, grid_msgs)
+        results["daemon_grid_per_s"] = grid[0]
+        results["daemon_grid_cpu_us_per_spectrum"], results["clients_grid_cpu_us_per_spectrum"] = grid[1:]
+        results["daemon_regions_per_s"] = _throughput(d, region_msgs)[0]
         p50, p99, achieved = _latency_at(d, synthetic_messages(int(5 * rate), "grid", seed=2), rate)
         results.update(latency_p50_ms=p50, latency_p99_ms=p99, offered_per_s=achieved)
     finally:

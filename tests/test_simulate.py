@@ -16,6 +16,7 @@ from xpstream.train.simulate import (
     Jitter,
     band_limit,
     base_spectrum,
+    look_alikes,
     polymer_lines,
     render_fourier,
     to_grid,
@@ -155,3 +156,15 @@ def test_jitter_moves_lines_within_bounds_and_is_limited(library):
         Jitter(be_ev=0.2)
     with pytest.raises(ValueError):
         Jitter(width=math.nan)
+
+
+def test_look_alikes_are_the_closest_pairs_with_different_labels(library):
+    pairs = look_alikes(library, 30)
+    distances = [distance for distance, *_ in pairs]
+    assert distances == sorted(distances) and 0 < distances[0] < 2
+    for distance, a, b, differ in pairs:
+        assert set(differ) == set(a.labels) ^ set(b.labels) and differ
+        assert distance == pytest.approx(float(np.abs(base_spectrum(library, a) - base_spectrum(library, b)).sum()))
+    # polyethylene and polyisoprene differ by the C=C only: the library's closest such pair
+    assert {pairs[0][1].abbr, pairs[0][2].abbr} <= {"HDPE", "PP", "PIB", "PB1", "PMP", "cis-PI", "trans-PI"}
+    assert pairs[0][3] == ["alkene"]

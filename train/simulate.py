@@ -154,3 +154,19 @@ def base_spectrum(
     lines = polymer_lines(library, polymer, rng, jitter)
     coefficients = render_fourier(lines, band_limit(float(lines.gauss_fwhm_ev.min())))
     return normalise_spectrum(to_spectra(coefficients / coefficients[0].real))
+
+
+def look_alikes(library: Library, n: int) -> list[tuple[float, Polymer, Polymer, list[str]]]:
+    """The n pairs of polymers whose base spectra are closest (L1 distance of the unit-area
+    spectra, 0 = identical, 2 = disjoint) although their labels differ, closest first, with the
+    labels that differ: where the library itself limits how well a model can tell groups apart."""
+    polymers = library.polymers
+    spectra = np.stack([base_spectrum(library, p) for p in polymers])
+    labels = [set(p.labels) for p in polymers]
+    pairs = []
+    for i in range(len(polymers)):
+        distances = np.abs(spectra[i + 1 :] - spectra[i]).sum(axis=1)
+        for j, distance in enumerate(distances, start=i + 1):
+            if labels[i] != labels[j]:
+                pairs.append((float(distance), polymers[i], polymers[j], sorted(labels[i] ^ labels[j])))
+    return sorted(pairs, key=lambda pair: pair[0])[:n]

@@ -97,6 +97,12 @@ def cmd_library(args) -> None:
         print()
         for p in library.polymers:
             print(f"{p.abbr:12s} {p.name:60s} {', '.join(p.labels)}")
+    if args.look_alikes:
+        from xpstream.train.simulate import look_alikes
+
+        print(f"\n{'L1':>6s}  {'polymer':12s} {'polymer':12s} labels that differ")
+        for distance, a, b, differ in look_alikes(library, args.look_alikes):
+            print(f"{distance:6.3f}  {a.abbr:12s} {b.abbr:12s} {', '.join(differ)}")
 
 
 def cmd_simulate(args) -> None:
@@ -415,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("library", help="report the polymer library: polymers per functional-group label")
     _library_args(p)
     p.add_argument("--list", action="store_true", help="also list every polymer with its labels")
+    p.add_argument(
+        "--look-alikes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list the N pairs of polymers with the closest spectra but different labels",
+    )
     p.set_defaults(func=cmd_library)
 
     p = sub.add_parser("simulate", help="write a synthetic data set (HDF5)")

@@ -200,10 +200,14 @@ def test_export_and_evaluate_commands(tiny_run, tmp_path):
     run_cli("export", tiny_run / "best.pt", "--out", onnx_path, "--model-id", "tiny", "--version", "0.1")
     loaded = load_model(onnx_path)
     assert loaded.metadata.model_id == "tiny" and loaded.metadata.training_data["model"] == "stn-shift"
-    run_cli("evaluate", tiny_run / "best.pt", "--n", 300, "--out", tmp_path / "ev")
+    run_cli("evaluate", tiny_run / "best.pt", "--n", 300, "--out", tmp_path / "ev", "--exclude-labels", "alkene")
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     (entry,) = report["models"].values()
     assert 0 <= entry["exact_match"] <= 1 and len(entry["per_label"]) == 32
+    # fewer labels to get right: never a lower exact match
+    assert entry["exact_match_excluding"]["labels"] == ["alkene"]
+    assert entry["exact_match"] <= entry["exact_match_excluding"]["exact_match"] <= 1
+    assert "exact match without alkene" in (tmp_path / "ev" / "report.md").read_text()
     for png in ("sensitivity.png", f"alignment-{tiny_run.name}.png"):
         assert (tmp_path / "ev" / png).read_bytes().startswith(b"\x89PNG")
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
-from xpstream.contract import LABEL_NAMES, LABELS, energy_grid  # noqa: E402
+from xpstream.contract import LABEL_NAMES, LABELS, energy_grid, labels_to_multihot  # noqa: E402
 from xpstream.train import metrics  # noqa: E402
 from xpstream.train.acquisition import measured_mask  # noqa: E402
 from xpstream.train.library import load_library  # noqa: E402
@@ -34,9 +34,12 @@ def test_set(settings: MixtureSettings, n: int, seed: int = TEST_SEED) -> tuple[
     return generator.generate(n), generator
 
 
-def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator, best: dict | None = None) -> dict:
+def evaluate_model(
+    model, thresholds, batch: Batch, generator: MixtureGenerator, best: dict | None = None, exclude_labels=()
+) -> dict:
     """All metrics of one model on one test batch; `best` (a best.pt's contents) supplies the
-    calibration temperatures and the out-of-library threshold."""
+    calibration temperatures and the out-of-library threshold. With exclude_labels, also the
+    exact match over the other labels (`exact_match_excluding`)."""
     best = best or {}
     o = predict(model, batch, best.get("temperature"))
     probs, determined = o["probabilities"], o["determined"]
@@ -45,6 +48,12 @@ def evaluate_model(model, thresholds, batch: Batch, generator: MixtureGenerator,
     shifts = (batch.shift_ev, o["shift_ev"]) if isinstance(model, ShiftSTN) else (None, None)  # else uncalibrated
     out = metrics.summary(batch.labels, probs, thresholds, *shifts, scored=scored)
     out["per_label"] = metrics.per_label(batch.labels.astype(bool) & scored, predicted)
+    if exclude_labels:
+        kept = scored & ~labels_to_multihot(exclude_labels).astype(bool)[None, :]
+        out["exact_match_excluding"] = {
+            "labels": list(exclude_labels),
+            "exact_match": metrics.exact_match(batch.labels, probs >= thresholds[None, :], kept),
+        }
     out["calibration"] = {
         "calibrated": metrics.reliability(batch.labels, probs, scored),
         "uncalibrated": metrics.reliability(batch.labels, expit(o["logits"]), scored),
@@ -116,10 +125,16 @@ def out_of_library_detection(model, batch: Batch, generator: MixtureGenerator, b
 
 
 def evaluate_checkpoints(
-    paths: list[str], n: int, out_dir: str, max_shift_ev: float | None = None, acquisition: str | None = None
+    paths: list[str],
+    n: int,
+    out_dir: str,
+    max_shift_ev: float | None = None,
+    acquisition: str | None = None,
+    exclude_labels: tuple[str, ...] = (),
 ) -> dict:
     """Evaluate best.pt files on one test set drawn with the first run's generator settings
-    (maximum shift and acquisition plans overridable)."""
+    (maximum shift and acquisition plans overridable); exclude_labels: also report the exact
+    match over the other labels."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [(Path(p), *load_trained(p)) for p in paths]
@@ -132,7 +147,7 @@ def evaluate_checkpoints(
     report = {"test_set": {"n": n, "seed": TEST_SEED, "settings": settings.as_dict()}, "models": {}}
     for path, model, thresholds, best in loaded:
         name = f"{best['model_name']} ({path.parent.name})"
-        report["models"][name] = evaluate_model(model, thresholds, batch, generator, best)
+        report["models"][name] = evaluate_model(model, thresholds, batch, generator, best, exclude_labels)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_report(report))
     plot_sensitivity(report, out / "sensitivity.png")
@@ -157,6 +172,10 @@ def markdown_report(report: dict) -> str:
             f"{m['macro_f1']:.4f} | {m.get('shift_mae_ev', float('nan')):.3f} |"
         )
     names = list(report["models"])
+    for name, m in report["models"].items():
+        if "exact_match_excluding" in m:
+            without, value = ", ".join(m["exact_match_excluding"]["labels"]), m["exact_match_excluding"]["exact_match"]
+            lines.append(f"\n{name}: exact match without {without}: {value:.4f}")
     lines += _acquisition_section(report)
     lines += [
         "",

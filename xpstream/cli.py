@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from xpstream import __version__
-from xpstream.contract import LABELS, Prediction
+from xpstream.contract import LABEL_NAMES, LABELS, Prediction
 
 
 def _library_args(p: argparse.ArgumentParser) -> None:
@@ -228,7 +228,9 @@ def cmd_export_preprocess(args) -> None:
 def cmd_evaluate(args) -> None:
     from xpstream.train.evaluate import evaluate_checkpoints
 
-    evaluate_checkpoints(args.checkpoints, args.n, args.out, args.max_shift, args.acquisition)
+    evaluate_checkpoints(
+        args.checkpoints, args.n, args.out, args.max_shift, args.acquisition, tuple(args.exclude_labels)
+    )
     print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
 
 
@@ -502,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-shift", type=float, help="test at this maximum shift (default: the first run's)")
     p.add_argument("--out", type=Path, default=Path("reports/evaluate"))
     p.add_argument("--acquisition", choices=ACQUISITIONS, help="override the run's acquisition plans")
+    p.add_argument(
+        "--exclude-labels",
+        nargs="+",
+        default=[],
+        choices=LABEL_NAMES,
+        metavar="LABEL",
+        help="also report the exact match over the other labels (e.g. alkene)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify instrument files with a model (default: the shipped one)")

@@ -52,7 +52,7 @@ def evaluate_model(
         kept = scored & ~labels_to_multihot(exclude_labels).astype(bool)[None, :]
         out["exact_match_excluding"] = {
             "labels": list(exclude_labels),
-            "exact_match": metrics.exact_match(batch.labels, probs >= thresholds[None, :], kept),
+            "exact_match": metrics.exact_match(batch.labels, predicted, kept),
         }
     out["calibration"] = {
         "calibrated": metrics.reliability(batch.labels, probs, scored),

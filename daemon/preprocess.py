@@ -85,8 +85,8 @@ def measured_mask(regions: list[Region]) -> np.ndarray:
     """(GRID_SIZE,) float32: 1 on the grid points inside any of the regions' energy ranges."""
     mask = np.zeros(GRID_SIZE, dtype=np.float32)
     for region in regions:
-        be = region.binding_energy_ev
-        mask[(be[0] <= GRID) & (be[-1] >= GRID)] = 1.0
+        be = region.binding_energy_ev  # ascending, as GRID: the covered points are one slice
+        mask[np.searchsorted(GRID, be[0], side="left") : np.searchsorted(GRID, be[-1], side="right")] = 1.0
     return mask
 
 

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import REALXPS
 from xpstream.contract import Region, energy_grid
 from xpstream.daemon.parse import ParseError, parse_file
-from xpstream.daemon.preprocess import regions_to_grid, shirley_background
+from xpstream.daemon.preprocess import measured_mask, regions_to_grid, shirley_background
 
 GRID = energy_grid()
 
@@ -125,3 +125,16 @@ def test_preprocessing_graph_equals_the_numpy_reference(tmp_path, library):
 
     again = run(export_preprocess(tmp_path / "p.onnx"))
     assert np.abs(again - out).max() < 1e-7
+
+
+def test_measured_mask_holds_the_grid_points_inside_each_region():
+    def region(lo, hi):
+        return Region("x", np.linspace(lo, hi, 40), np.ones(40))
+
+    grid = GRID
+    assert measured_mask([region(279.95, 280.25)]).sum() == 3  # 280.0, 280.1, 280.2
+    assert measured_mask([region(20.0, 40.0)])[0] == 1 and measured_mask([region(20.0, 40.0)]).sum() == 1
+    assert measured_mask([region(700.05, 800.0)]).sum() == 0
+    both = measured_mask([region(284.0, 286.0), region(531.0, 533.0)])
+    expected = ((grid >= 284.0) & (grid <= 286.0)) | ((grid >= 531.0) & (grid <= 533.0))
+    assert np.array_equal(both, expected.astype(np.float32)) and both.sum() == 42

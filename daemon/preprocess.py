@@ -7,10 +7,14 @@ same steps batched as a small ONNX graph (`models/preprocess.onnx`, built from
 test holds the two equal to 1e-5. Contract: regions on the grid, zero elsewhere, sum 1.
 
 Steps per region: (1) an irregular energy axis is resampled to a uniform one with the same
-number of points; (2) a Shirley background (SHIRLEY_ITERATIONS fixed iterations, end levels the
-mean of 3 points) is subtracted; (3) the signal is linearly interpolated onto the grid, zero
-outside the region. The regions of a spectrum are summed, negatives clipped, and the whole
-normalised to unit area.
+number of points; (2) a Shirley background (SHIRLEY_ITERATIONS fixed iterations) is subtracted
+between two background limits (`background_limits`): on each side, the minimum of the counts
+averaged over LIMIT_SMOOTHING_EV within BACKGROUND_SEARCH_EV of the region's end - where an
+analyst would put them, in the flat part beside the peaks, not in a loss tail that rises
+towards the window's edge (the measured PET C 1s: anchored at its last points, 299 eV, the
+background ate the pi->pi* satellite); outside the limits the signal is zero; (3) the signal is
+linearly interpolated onto the grid, zero outside the region. The regions of a spectrum are
+summed, negatives clipped, and the whole normalised to unit area.
 
 Beside the spectrum the model gets its measured-region mask (`measured_mask`: 1 on the grid
 points a region covers), and the daemon checks the recorded regions for peaks the library
@@ -28,7 +32,8 @@ from xpstream.daemon.parse import element_named
 
 GRID = energy_grid()
 SHIRLEY_ITERATIONS = 12
-END_POINTS = 3
+BACKGROUND_SEARCH_EV = 5.0  # a background limit lies within this distance of the region's end
+LIMIT_SMOOTHING_EV = 1.0  # ... at the minimum of the counts averaged over this width
 PEAK_SIGNIFICANCE = 10.0  # a peak stands this many noise sigmas above the region's baseline
 SMOOTHING_POINTS = 5
 
@@ -42,27 +47,46 @@ def uniform_axis(region: Region) -> tuple[float, float, np.ndarray]:
     return float(be[0]), float(step), counts
 
 
-def end_levels(counts: np.ndarray) -> tuple[float, float]:
-    """Mean intensity at the low- and high-binding-energy ends of a region."""
-    k = max(1, min(END_POINTS, len(counts) // 4))
-    return float(counts[:k].mean()), float(counts[-k:].mean())
+def background_limits(counts: np.ndarray, step: float) -> tuple[int, int, float, float]:
+    """(first, last, low level, high level): the background limits of a region on a uniform
+    axis (ascending binding energy) and the background's levels there.
+
+    Each limit is the minimum of the counts averaged over LIMIT_SMOOTHING_EV (a window of
+    2h + 1 points, cut at the region's ends), searched within BACKGROUND_SEARCH_EV (at most a
+    quarter of the region) of its end. The preprocessing graph computes the same numbers.
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    n = len(y)
+    half = min(int(LIMIT_SMOOTHING_EV / 2 / step + 0.5), (n - 1) // 8)
+    search = max(1, min(int(BACKGROUND_SEARCH_EV / step + 0.5), n // 4))
+    cumulative = np.concatenate(([0.0], np.cumsum(y)))
+    index = np.arange(n)
+    first, last = np.maximum(index - half, 0), np.minimum(index + half, n - 1)
+    smooth = (cumulative[last + 1] - cumulative[first]) / (last - first + 1)
+    low = int(np.argmin(smooth[:search]))
+    high = n - search + int(np.argmin(smooth[n - search :]))
+    return low, high, float(smooth[low]), float(smooth[high])
 
 
 def shirley_background(counts: np.ndarray, step: float, iterations: int = SHIRLEY_ITERATIONS) -> np.ndarray:
     """Shirley background on a uniform axis (counts ordered by ascending binding energy).
 
-    B(E) = I_low + (I_high - I_low) * A(E) / A_total, A(E) the trapezoid area of (I - B) from
-    the low-binding-energy end to E (Shirley 1972; iterated as Proctor & Sherwood 1982).
+    Between the background limits (`background_limits`), B(E) = I_low + (I_high - I_low) *
+    A(E) / A_total, A(E) the trapezoid area of (I - B) from the low limit to E (Shirley 1972;
+    iterated as Proctor & Sherwood 1982). Outside the limits the background is the counts.
     """
     y = np.asarray(counts, dtype=np.float64)
-    low, high = end_levels(y)
-    background = np.full_like(y, low)
+    first, last, low, high = background_limits(y, step)
+    inside = y[first : last + 1]
+    background = np.full_like(inside, low)
     for _ in range(iterations):
-        signal = y - background
+        signal = inside - background
         area = np.concatenate(([0.0], np.cumsum(0.5 * (signal[1:] + signal[:-1]) * step)))
         ratio = area / area[-1] if area[-1] > 0 else np.zeros_like(area)
         background = low + (high - low) * ratio
-    return background
+    out = y.copy()
+    out[first : last + 1] = background
+    return out
 
 
 def region_signal(region: Region) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,10 @@ def test_pushed_spectra_grid_and_regions_and_malformed_ones(daemon, library):
 def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
     from xpstream.train.simulate import base_spectrum
 
-    d = Daemon(tmp_path, "--done-dir", str(tmp_path / "done"), "--failed-dir", str(tmp_path / "failed"))
+    # pieces 0.5 s apart, under --stable-s 2 (the last --stable-s wins): the file is complete at
+    # its close-write event, not at a pause in the writing
+    folders = ("--done-dir", str(tmp_path / "done"), "--failed-dir", str(tmp_path / "failed"))
+    d = Daemon(tmp_path, *folders, "--stable-s", "2")
     try:
         shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / "pet.csv")
         (d.folder / "esca9").mkdir()
@@ -98,7 +101,7 @@ def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
         spectrum = base_spectrum(library, library.polymer("PMMA"))
         keep = (GRID >= 278) & (GRID <= 300)
         rows = [f"{e + 2.0:.2f},{1e5 * v + 20:.4f}\n" for e, v in zip(GRID[keep], spectrum[keep], strict=True)]
-        with open(d.folder / "slow.csv", "w") as fh:  # written in pieces, 0.5 s apart, one handle
+        with open(d.folder / "slow.csv", "w") as fh:  # one handle
             fh.write("BE/eV,PMMA C 1s\n")
             for start in range(0, len(rows), 80):
                 fh.writelines(rows[start : start + 80])
@@ -113,7 +116,9 @@ def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
         assert topic == "xps/incoming/prediction"
         assert slow["shift_ev"] == pytest.approx(2.0, abs=0.3)  # the complete file, not a piece of it
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(list((tmp_path / "done").rglob("*.csv"))) < 2:
+        while time.monotonic() < deadline and [
+            len(list((tmp_path / f).rglob("*.csv"))) for f in ("done", "failed")
+        ] != [2, 1]:
             time.sleep(0.1)
         assert sorted(p.name for p in (tmp_path / "done").rglob("*.csv")) == ["pet.csv", "slow.csv"]
         assert [p.relative_to(tmp_path / "failed").as_posix() for p in (tmp_path / "failed").rglob("*.csv")] == [

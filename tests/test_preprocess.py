@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import REALXPS
 from xpstream.contract import Region, energy_grid
 from xpstream.daemon.parse import ParseError, parse_file
-from xpstream.daemon.preprocess import measured_mask, regions_to_grid, shirley_background
+from xpstream.daemon.preprocess import background_limits, measured_mask, regions_to_grid, shirley_background
 
 GRID = energy_grid()
 
@@ -21,6 +21,34 @@ def test_shirley_recovers_a_peak_on_a_step_background():
     assert background[0] == pytest.approx(200, rel=1e-3) and background[-1] == pytest.approx(500, rel=1e-3)
     recovered = counts - background
     assert np.trapezoid(recovered, be) == pytest.approx(np.trapezoid(peak, be), rel=0.01)
+
+
+def test_background_limits_stop_before_a_loss_tail_that_rises_at_the_window_edge():
+    """A C 1s window that ends in the rising onset of the energy-loss tail (as the measured PET
+    does): the limits sit in the flat valley after the pi->pi* satellite, so the satellite
+    survives; anchored at the window's last points the background would run above it."""
+    be = np.linspace(279.3, 299.3, 401)
+
+    def gauss(centre, area, fwhm):
+        sigma = fwhm / 2.3548
+        return area / (sigma * np.sqrt(2 * np.pi)) * np.exp(-0.5 * ((be - centre) / sigma) ** 2)
+
+    peaks = gauss(284.7, 1000, 1.1) + gauss(286.3, 380, 1.3) + gauss(288.7, 360, 1.1)
+    satellite = gauss(291.4, 80, 2.0)
+    step = 0.05 * np.cumsum(peaks + satellite) * (be[1] - be[0])  # Shirley-shaped step
+    tail = 60 * np.clip((be - 296.0) / 3.3, 0, None) ** 2  # the loss onset beyond 296 eV
+    counts = 100 + step + tail + peaks + satellite
+    first, last, _, _ = background_limits(counts, be[1] - be[0])
+    assert be[first] < 282.0 and 293.5 < be[last] < 296.5
+    signal = counts - shirley_background(counts, be[1] - be[0])
+    near_satellite = (be > 289.9) & (be < 294.0)
+    kept = np.trapezoid(signal[near_satellite], be[near_satellite])
+    assert 0.6 * 80 < kept < 1.4 * 80
+    assert np.trapezoid(signal, be) == pytest.approx(1740, rel=0.05)
+    # the measured PET: its satellite is kept (0.1 % of the area when the background was
+    # anchored at 299 eV; the library's PET has 4.6 %)
+    pet = regions_to_grid(parse_file(REALXPS / "lg4x_PET_C1s.csv").regions)
+    assert 0.015 < pet[(GRID > 289.8) & (GRID < 293.5)].sum() < 0.06
 
 
 def test_simulated_spectrum_written_as_a_region_file_comes_back(tmp_path, library):

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xpstream.contract import CONTRACT_VERSION, GRID_SIZE, GRID_START_EV, GRID_STEP_EV
-from xpstream.daemon.preprocess import END_POINTS, SHIRLEY_ITERATIONS
+from xpstream.daemon.preprocess import BACKGROUND_SEARCH_EV, LIMIT_SMOOTHING_EV, SHIRLEY_ITERATIONS
 
 INPUTS = ("counts", "start", "step", "length", "owner")
 
@@ -34,24 +34,35 @@ class RegionsToGrid(nn.Module):
         index = torch.arange(width, device=counts.device)[None, :]
         inside = (index < length[:, None]).to(counts.dtype)
         counts = counts * inside
-        # end levels: means of k = clamp(length // 4, 1, END_POINTS) points at each end
-        k = torch.clamp(torch.div(length, 4, rounding_mode="floor"), 1, END_POINTS)[:, None]
-        first = (index < k).to(counts.dtype)
-        last = ((index >= length[:, None] - k) * (index < length[:, None])).to(counts.dtype)
-        kf = k.to(counts.dtype)
-        low = (counts * first).sum(1, keepdim=True) / kf
-        high = (counts * last).sum(1, keepdim=True) / kf
-        background = low.expand_as(counts)
-        segment = inside[:, 1:]  # a trapezoid exists where its right end is inside
+        # background limits (daemon.preprocess.background_limits): the minimum of the counts
+        # averaged over 2h + 1 points (cut at the region's ends), within `search` points of each end
         last_index = (length - 1)[:, None]
+        half = torch.minimum(
+            torch.floor(LIMIT_SMOOTHING_EV / 2 / step + 0.5).long(), torch.div(length - 1, 8, rounding_mode="floor")
+        )
+        search = torch.floor(BACKGROUND_SEARCH_EV / step + 0.5).long()
+        search = torch.minimum(search, torch.div(length, 4, rounding_mode="floor")).clamp(min=1)[:, None]
+        cumulative = F.pad(torch.cumsum(counts, dim=1), (1, 0))
+        first = (index - half[:, None]).clamp(min=0)
+        last = torch.minimum(index + half[:, None], last_index)
+        sums = torch.gather(cumulative, 1, last + 1) - torch.gather(cumulative, 1, first)
+        smooth = sums / (last - first + 1).to(counts.dtype)
+        infinity = torch.full_like(smooth, float("inf"))
+        low_limit = torch.argmin(torch.where(index < search, smooth, infinity), dim=1, keepdim=True)
+        in_last = (index >= length[:, None] - search) & (index < length[:, None])
+        high_limit = torch.argmin(torch.where(in_last, smooth, infinity), dim=1, keepdim=True)
+        low, high = torch.gather(smooth, 1, low_limit), torch.gather(smooth, 1, high_limit)
+        within = ((index >= low_limit) & (index <= high_limit)).to(counts.dtype)
+        background = low.expand_as(counts)
+        segment = ((index[:, :-1] >= low_limit) & (index[:, :-1] < high_limit)).to(counts.dtype)
         for _ in range(SHIRLEY_ITERATIONS):
             signal = counts - background
             trapezoids = 0.5 * (signal[:, 1:] + signal[:, :-1]) * step[:, None] * segment
             area = F.pad(torch.cumsum(trapezoids, dim=1), (1, 0))
-            total = torch.gather(area, 1, last_index)
+            total = torch.gather(area, 1, high_limit)
             ratio = torch.where(total > 0, area / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
             background = low + (high - low) * ratio
-        signal = (counts - background) * inside
+        signal = (counts - background) * within
         # linear interpolation onto the grid points each region covers (a window of W points
         # starting at the first grid point at or above the region's start), zero elsewhere
         first_point = torch.ceil((start - GRID_START_EV) / GRID_STEP_EV - 1e-9).clamp(min=0)
@@ -112,6 +123,8 @@ def export_preprocess(path: str | Path, opset: int = 17) -> Path:
         "purpose": "xpstream batched preprocessing: regions -> grid spectra",
         "contract_version": CONTRACT_VERSION,
         "shirley_iterations": str(SHIRLEY_ITERATIONS),
+        "background_search_ev": str(BACKGROUND_SEARCH_EV),
+        "limit_smoothing_ev": str(LIMIT_SMOOTHING_EV),
     }.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from xpstream.contract import GRID_SIZE, MODEL_INPUTS, MODEL_OUTPUTS, ModelMetadata
@@ -52,3 +53,16 @@ def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, tem
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(graph, path)
     return path
+
+
+def weights_from_onnx(path: str | Path) -> dict[str, torch.Tensor]:
+    """The trained model's tensors in an exported graph (its `model.*` initializers), keyed as
+    in the model's state_dict, so that a run can warm-start from a shipped .onnx file. Buffers
+    that the exporter folded into constants are not among them; the model rebuilds those."""
+    graph = onnx.load(str(path))
+    prefix = "model."
+    return {
+        t.name[len(prefix) :]: torch.from_numpy(numpy_helper.to_array(t).copy())
+        for t in graph.graph.initializer
+        if t.name.startswith(prefix)
+    }

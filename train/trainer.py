@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from xpstream.contract import NUM_LABELS
 from xpstream.train.acquisition import measured_mask
+from xpstream.train.export import weights_from_onnx
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
@@ -46,7 +47,7 @@ class TrainConfig:
     shift_loss_weight: float = 1.0  # on SmoothL1(shift_ev), for models that report a shift
     label_weighting: bool = False  # BCE pos_weight from label frequencies
     patience: int = 6
-    init_from: str = ""  # best.pt whose weights start this run (warm start, see `warm_start`)
+    init_from: str = ""  # best.pt or exported .onnx whose weights start this run (see `warm_start`)
     seed: int = 0
     device: str = "auto"
 
@@ -130,6 +131,13 @@ def warm_start(model: torch.nn.Module, state: dict) -> None:
     model.load_state_dict(own)
 
 
+def initial_weights(path: str, device: torch.device) -> dict:
+    """Weights to warm-start from: a run's best.pt, or an exported .onnx model (the shipped one)."""
+    if path.endswith(".onnx"):
+        return {key: value.to(device) for key, value in weights_from_onnx(path).items()}
+    return torch.load(path, map_location=device, weights_only=False)["model"]
+
+
 def save_atomic(obj, path: Path) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
     partial = path.with_name(path.name + ".partial")
@@ -150,7 +158,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     )
     model = build_model(config.model).to(device)
     if config.init_from:
-        warm_start(model, torch.load(config.init_from, map_location=device, weights_only=False)["model"])
+        warm_start(model, initial_weights(config.init_from, device))
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(config.train_size / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(

@@ -464,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default runs/MODEL-SHIFTev)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     p.add_argument(
-        "--init-from", default="", help="start from the weights of this best.pt (layers that grew: the old part)"
+        "--init-from",
+        default="",
+        help="start from the weights of this best.pt or .onnx (layers that grew: the old part)",
     )
     _training_args(p)
     p.set_defaults(func=cmd_train)

@@ -15,6 +15,7 @@ Every key and its default (an empty file is a valid configuration):
     recursive = true
     polling = false           # polling observer, for network shares without inotify
     stable_s = 1.0            # a file is complete when its size stayed the same this long
+    open_stable_s = 60.0      # ... or this long while a writer holds it open (inotify: no close yet)
     done_dir = ""             # move processed files here ("" = leave them)
     failed_dir = ""           # move files that failed here ("" = leave them)
     max_file_bytes = 268435456  # larger files are refused unread
@@ -74,6 +75,7 @@ class WatchConfig:
     recursive: bool = True
     polling: bool = False
     stable_s: float = 1.0
+    open_stable_s: float = 60.0
     done_dir: str = ""
     failed_dir: str = ""
     max_file_bytes: int = 256 * 1024 * 1024
@@ -176,6 +178,7 @@ def _check(c: Config) -> None:
         (c.batch.capacity >= c.batch.max_batch, "batch.capacity must be >= batch.max_batch"),
         (c.batch.max_wait_ms >= 0, "batch.max_wait_ms must be >= 0"),
         (c.watch.stable_s >= 0, "watch.stable_s must be >= 0"),
+        (c.watch.open_stable_s >= 0, "watch.open_stable_s must be >= 0"),
         (c.watch.max_file_bytes > 0, "watch.max_file_bytes must be positive"),
         (c.zmq.max_message_bytes > 0, "zmq.max_message_bytes must be positive"),
         (c.model.threads >= 0, "model.threads must be >= 0"),

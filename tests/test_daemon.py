@@ -90,10 +90,7 @@ def test_pushed_spectra_grid_and_regions_and_malformed_ones(daemon, library):
 def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
     from xpstream.train.simulate import base_spectrum
 
-    # pieces 0.5 s apart, under --stable-s 2 (the last --stable-s wins): the file is complete at
-    # its close-write event, not at a pause in the writing
-    folders = ("--done-dir", str(tmp_path / "done"), "--failed-dir", str(tmp_path / "failed"))
-    d = Daemon(tmp_path, *folders, "--stable-s", "2")
+    d = Daemon(tmp_path, "--done-dir", str(tmp_path / "done"), "--failed-dir", str(tmp_path / "failed"))
     try:
         shutil.copy(REALXPS / "lg4x_PET_C1s.csv", d.folder / "pet.csv")
         (d.folder / "esca9").mkdir()
@@ -101,7 +98,9 @@ def test_files_complete_slow_corrupt_done_and_failed_folders(tmp_path, library):
         spectrum = base_spectrum(library, library.polymer("PMMA"))
         keep = (GRID >= 278) & (GRID <= 300)
         rows = [f"{e + 2.0:.2f},{1e5 * v + 20:.4f}\n" for e, v in zip(GRID[keep], spectrum[keep], strict=True)]
-        with open(d.folder / "slow.csv", "w") as fh:  # one handle
+        # pieces 0.5 s apart on one handle, longer than the harness's --stable-s 0.3: the writer holds
+        # the file, so it is complete at its close-write event, not at a pause in the writing
+        with open(d.folder / "slow.csv", "w") as fh:
             fh.write("BE/eV,PMMA C 1s\n")
             for start in range(0, len(rows), 80):
                 fh.writelines(rows[start : start + 80])

@@ -1,7 +1,10 @@
 """Watched instrument folders (watchdog: inotify, or polling for network shares).
 
 A file is taken when it is complete: after a close-write event with its size unchanged since,
-or when its size has not changed for `stable_s` seconds (the only rule under polling). Files
+or when its size has not changed for `stable_s` seconds (the only rule under polling). Under
+inotify, a file written to and not closed since is still held by its writer (an instrument
+that appends region by region, pausing between them), so it waits for the close, or for
+`open_stable_s` without a change from a writer that never closes. Files
 already finished, per the journal, are skipped, so a restart neither loses nor repeats a file;
 files present at start-up are picked up by a scan. The instrument of a file is its first
 sub-folder below the watched folder (`incoming/esca1/x.vms` -> `esca1`), else the watched
@@ -17,6 +20,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchdog.events import FileSystemEventHandler
@@ -40,7 +44,18 @@ class _Events(FileSystemEventHandler):
         if event.is_directory:
             return
         path = getattr(event, "dest_path", "") or event.src_path
-        self.source.notice(os.fsdecode(path), closed=event.event_type in ("closed", "moved"))
+        kind = event.event_type
+        self.source.notice(os.fsdecode(path), closed=kind in ("closed", "moved"), writing=kind == "modified")
+
+
+@dataclass
+class _Pending:
+    """A file seen but not yet taken."""
+
+    size: int = -1
+    size_since: float = field(default_factory=time.monotonic)  # when its size last changed
+    closed: bool = False  # close-write (or moved in) seen
+    writing: bool = False  # a write seen with no close after it (inotify only)
 
 
 class FolderSource:
@@ -57,7 +72,7 @@ class FolderSource:
         self.fail = fail
         self.folders = [Path(f).expanduser().resolve() for f in config.folders]
         self.exclude = [Path(d).expanduser().resolve() for d in (config.done_dir, config.failed_dir) if d]
-        self._pending: dict[str, list] = {}  # path -> [size, size_since, closed]
+        self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._observer = PollingObserver(timeout=0.2) if config.polling else Observer()
@@ -85,16 +100,20 @@ class FolderSource:
     def finished(self) -> bool:
         return not (self._thread.is_alive() or self._observer.is_alive())
 
-    def notice(self, path: str, closed: bool) -> None:
-        """An event or scan saw this path."""
+    def notice(self, path: str, closed: bool, writing: bool = False) -> None:
+        """An event or scan saw this path (closed: a close-write, a move in or a start-up scan;
+        writing: a write event, which leaves the file open for writing until a close)."""
         p = Path(path)
         if not any(fnmatch.fnmatch(p.name, pattern) for pattern in self.config.patterns):
             return
         if any(p.is_relative_to(d) for d in self.exclude) or p.name.endswith(".partial"):
             return
         with self._lock:
-            entry = self._pending.setdefault(path, [-1, time.monotonic(), False])
-            entry[2] = entry[2] or closed
+            entry = self._pending.setdefault(path, _Pending())
+            if closed:
+                entry.closed, entry.writing = True, False
+            elif writing and not self.config.polling:
+                entry.writing = True
 
     def _settle_loop(self) -> None:
         while not self._stop.wait(SETTLE_TICK_S):
@@ -107,10 +126,13 @@ class FolderSource:
                     except FileNotFoundError:
                         del self._pending[path]
                         continue
-                    if size != entry[0]:
-                        entry[0], entry[1] = size, now
+                    if size != entry.size:
+                        entry.size, entry.size_since = size, now
                         continue
-                    if entry[2] or now - entry[1] >= self.config.stable_s:
+                    quiet = (
+                        max(self.config.open_stable_s, self.config.stable_s) if entry.writing else self.config.stable_s
+                    )
+                    if entry.closed or now - entry.size_since >= quiet:
                         ready.append(path)
                         del self._pending[path]
             for path in ready:

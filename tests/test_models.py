@@ -20,7 +20,6 @@ from xpstream.train.models import (
     paper_grid_sample_warp,
     shift_warp,
 )
-from xpstream.train.trainer import warm_start
 
 
 def spectra_batch(library, n=64, seed=0, **settings):
@@ -83,23 +82,27 @@ def test_onnx_export_matches_torch_and_carries_metadata(tmp_path, library, name)
     assert {p.key for p in onnx.load(path).metadata_props} >= {"labels", "thresholds", "grid", "version"}
 
 
-def test_the_shipped_model_warm_starts_a_run_with_its_own_weights(library):
-    """`train --init-from models/xpstream-stn.onnx`: the torch model rebuilt from the graph's
-    initializers computes what the shipped graph does."""
+def test_the_shipped_model_loads_for_training_and_evaluation(library):
+    """`train --init-from` and `evaluate` take models/xpstream-stn.onnx: the torch model rebuilt
+    from the graph's initializers, with its thresholds, calibration and generator settings,
+    computes what the shipped graph does."""
+    from xpstream.train.trainer import TrainConfig, load_trained
+
     shipped = load_model(default_model_path())
+    model, thresholds, best = load_trained(default_model_path())
     weights = weights_from_onnx(default_model_path())
-    model = build_model("stn-acq").eval()
-    fresh = {key: value.clone() for key, value in model.state_dict().items()}
-    warm_start(model, weights)
-    assert all(torch.equal(model.state_dict()[key], value) for key, value in weights.items())
-    assert not torch.equal(fresh["classifier.0.weight"], model.state_dict()["classifier.0.weight"])
-    temperature = onnx.numpy_helper.to_array(
-        next(t for t in onnx.load(default_model_path()).graph.initializer if t.name == "temperature")
-    ).copy()
+    assert weights and all(torch.equal(model.state_dict()[key], value) for key, value in weights.items())
+    assert not torch.equal(build_model("stn-acq").state_dict()["classifier.0.weight"], weights["classifier.0.weight"])
+    assert thresholds.tolist() == pytest.approx(shipped.metadata.thresholds)
+    assert best["out_of_library_threshold"] == shipped.metadata.out_of_library_threshold
+    generator = shipped.metadata.training_data["generator"]
+    assert TrainConfig.from_json(best["config"]).mixtures == MixtureSettings(**{**generator, "polymers": ()})
     batch = spectra_batch(library, n=29, seed=4, max_shift_ev=5.0, acquisition="random")
     out = shipped.run(batch.spectra, batch.measured())
     with torch.no_grad():
-        expected = Deployed(model, temperature)(torch.from_numpy(batch.spectra), torch.from_numpy(batch.measured()))
+        expected = Deployed(model, best["temperature"])(
+            torch.from_numpy(batch.spectra), torch.from_numpy(batch.measured())
+        )
     for name_out, want in zip(MODEL_OUTPUTS, expected, strict=True):
         assert np.abs(out[name_out] - want.numpy()).max() < 1e-4, name_out
 

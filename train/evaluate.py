@@ -124,6 +124,11 @@ def out_of_library_detection(model, batch: Batch, generator: MixtureGenerator, b
     return out
 
 
+def run_name(path: Path) -> str:
+    """runs/NAME/best.pt -> NAME; an exported model -> its file name without .onnx."""
+    return path.stem if path.suffix == ".onnx" else path.parent.name
+
+
 def evaluate_checkpoints(
     paths: list[str],
     n: int,
@@ -132,7 +137,7 @@ def evaluate_checkpoints(
     acquisition: str | None = None,
     exclude_labels: tuple[str, ...] = (),
 ) -> dict:
-    """Evaluate best.pt files on one test set drawn with the first run's generator settings
+    """Evaluate best.pt files (or exported .onnx models) on one test set drawn with the first run's generator settings
     (maximum shift and acquisition plans overridable); exclude_labels: also report the exact
     match over the other labels."""
     out = Path(out_dir)
@@ -146,7 +151,7 @@ def evaluate_checkpoints(
     batch, generator = test_set(settings, n)
     report = {"test_set": {"n": n, "seed": TEST_SEED, "settings": settings.as_dict()}, "models": {}}
     for path, model, thresholds, best in loaded:
-        name = f"{best['model_name']} ({path.parent.name})"
+        name = f"{best['model_name']} ({run_name(path)})"
         report["models"][name] = evaluate_model(model, thresholds, batch, generator, best, exclude_labels)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_report(report))
@@ -154,7 +159,7 @@ def evaluate_checkpoints(
     plot_reliability(report, out / "reliability.png")
     for path, model, _, _ in loaded:
         if isinstance(model, ShiftSTN):
-            plot_alignment(model, batch, out / f"alignment-{path.parent.name}.png")
+            plot_alignment(model, batch, out / f"alignment-{run_name(path)}.png")
     return report
 
 

@@ -13,6 +13,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -55,14 +56,17 @@ def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, tem
     return path
 
 
+def read_exported(path: str | Path) -> tuple[ModelMetadata, dict[str, np.ndarray]]:
+    """The metadata and the initializers (name -> array) of an exported model."""
+    graph = onnx.load(str(path))
+    metadata = ModelMetadata.from_strings({p.key: p.value for p in graph.metadata_props})
+    return metadata, {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+
+
 def weights_from_onnx(path: str | Path) -> dict[str, torch.Tensor]:
     """The trained model's tensors in an exported graph (its `model.*` initializers), keyed as
     in the model's state_dict, so that a run can warm-start from a shipped .onnx file. Buffers
     that the exporter folded into constants are not among them; the model rebuilds those."""
-    graph = onnx.load(str(path))
     prefix = "model."
-    return {
-        t.name[len(prefix) :]: torch.from_numpy(numpy_helper.to_array(t).copy())
-        for t in graph.graph.initializer
-        if t.name.startswith(prefix)
-    }
+    _, tensors = read_exported(path)
+    return {name[len(prefix) :]: torch.from_numpy(v.copy()) for name, v in tensors.items() if name.startswith(prefix)}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from xpstream.contract import NUM_LABELS
 from xpstream.train.acquisition import measured_mask
-from xpstream.train.export import weights_from_onnx
+from xpstream.train.export import read_exported, weights_from_onnx
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
@@ -271,13 +271,37 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     return best
 
 
+def exported_checkpoint(path: str | Path) -> dict:
+    """The best.pt contents that an exported model carries (weights, thresholds, calibration,
+    out-of-library threshold, the generator settings it was trained on), so that `evaluate`
+    scores the shipped model beside new runs."""
+    metadata, tensors = read_exported(path)
+    training = metadata.training_data
+    generator = training["generator"]
+    mixtures = MixtureSettings(**{**generator, "polymers": tuple(generator["polymers"])})
+    return {
+        "model_name": training["model"],
+        "model": weights_from_onnx(path),
+        "config": TrainConfig(model=training["model"], mixtures=mixtures, seed=training["seed"]).to_json(),
+        "thresholds": list(metadata.thresholds),
+        "temperature": tensors["temperature"].tolist(),
+        "out_of_library_threshold": metadata.out_of_library_threshold,
+    }
+
+
 def load_trained(path: str | Path, device="cpu"):
-    """(model in eval mode, thresholds (32,), best.pt contents) from a best.pt file; the
-    calibration temperatures are best["temperature"] (ones for runs made before calibration)."""
-    best = torch.load(path, map_location=device, weights_only=False)
-    model = build_model(best["model_name"]).to(device)
-    model.load_state_dict(best["model"])
-    model.eval()
+    """(model in eval mode, thresholds (32,), best.pt contents) from a best.pt file or an
+    exported .onnx model; the calibration temperatures are best["temperature"] (ones for runs
+    made before calibration)."""
+    if str(path).endswith(".onnx"):
+        best = exported_checkpoint(path)
+        model = build_model(best["model_name"])
+        warm_start(model, best["model"])  # buffers the exporter folded are rebuilt by build_model
+    else:
+        best = torch.load(path, map_location=device, weights_only=False)
+        model = build_model(best["model_name"])
+        model.load_state_dict(best["model"])
+    model.to(device).eval()
     thresholds = np.asarray(best.get("thresholds", [0.5] * NUM_LABELS), dtype=np.float32)
     best.setdefault("temperature", [1.0] * NUM_LABELS)
     return model, thresholds, best

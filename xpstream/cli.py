@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xpstream.train.mixtures import ACQUISITIONS
 
     p = sub.add_parser("evaluate", help="evaluate trained models on one synthetic test set")
-    p.add_argument("checkpoints", nargs="+", help="RUN/best.pt files")
+    p.add_argument("checkpoints", nargs="+", help="RUN/best.pt files or exported .onnx models")
     p.add_argument("--n", type=int, default=20_000, help="test spectra")
     p.add_argument("--max-shift", type=float, help="test at this maximum shift (default: the first run's)")
     p.add_argument("--out", type=Path, default=Path("reports/evaluate"))

@@ -112,8 +112,8 @@ class FolderSource:
             entry = self._pending.setdefault(path, _Pending())
             if closed:
                 entry.closed, entry.writing = True, False
-            elif writing and not self.config.polling:
-                entry.writing = True
+            elif writing and not self.config.polling:  # reopened after a close: wait for the next one
+                entry.closed, entry.writing = False, True
 
     def _settle_loop(self) -> None:
         while not self._stop.wait(SETTLE_TICK_S):

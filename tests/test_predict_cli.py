@@ -40,6 +40,9 @@ def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):
         assert set(record["probabilities"]) == set(LABEL_NAMES)
         assert all(0.0 <= p <= 1.0 for p in record["probabilities"].values())
         assert np.isfinite(record["shift_ev"])
+    pet = records[0]  # measured PET, C 1s only: the ring and the aromatic ester, no sulfur group
+    assert {"benzene_ring", "ester_aromatic"} <= set(pet["labels"])
+    assert not {"sulfide", "sulfone", "sulfonate"} & set(pet["labels"])
     ps = records[1]
     assert {"benzene_ring", "alkane"} <= set(ps["labels"])
     assert "phosphazene" in ps["undetermined"]  # its N 1s, O 1s and P 2p were not recorded

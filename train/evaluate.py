@@ -137,9 +137,9 @@ def evaluate_checkpoints(
     acquisition: str | None = None,
     exclude_labels: tuple[str, ...] = (),
 ) -> dict:
-    """Evaluate best.pt files (or exported .onnx models) on one test set drawn with the first run's generator settings
-    (maximum shift and acquisition plans overridable); exclude_labels: also report the exact
-    match over the other labels."""
+    """Evaluate best.pt files (or exported .onnx models) on one test set drawn with the first
+    run's generator settings (maximum shift and acquisition plans overridable); exclude_labels:
+    also report the exact match over the other labels."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [(Path(p), *load_trained(p)) for p in paths]

@@ -63,10 +63,16 @@ def read_exported(path: str | Path) -> tuple[ModelMetadata, dict[str, np.ndarray
     return metadata, {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
 
 
-def weights_from_onnx(path: str | Path) -> dict[str, torch.Tensor]:
-    """The trained model's tensors in an exported graph (its `model.*` initializers), keyed as
-    in the model's state_dict, so that a run can warm-start from a shipped .onnx file. Buffers
-    that the exporter folded into constants are not among them; the model rebuilds those."""
+def model_weights(initializers: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The trained model's tensors among an exported graph's initializers (its `model.*` ones),
+    keyed as in the model's state_dict, so that a run can warm-start from a shipped .onnx file.
+    Buffers that the exporter folded into constants are not among them; the model rebuilds those."""
     prefix = "model."
-    _, tensors = read_exported(path)
-    return {name[len(prefix) :]: torch.from_numpy(v.copy()) for name, v in tensors.items() if name.startswith(prefix)}
+    return {
+        name[len(prefix) :]: torch.from_numpy(v.copy()) for name, v in initializers.items() if name.startswith(prefix)
+    }
+
+
+def weights_from_onnx(path: str | Path) -> dict[str, torch.Tensor]:
+    """`model_weights` of an exported model file."""
+    return model_weights(read_exported(path)[1])

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from xpstream.contract import NUM_LABELS
 from xpstream.train.acquisition import measured_mask
-from xpstream.train.export import read_exported, weights_from_onnx
+from xpstream.train.export import model_weights, read_exported, weights_from_onnx
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
@@ -277,12 +277,11 @@ def exported_checkpoint(path: str | Path) -> dict:
     scores the shipped model beside new runs."""
     metadata, tensors = read_exported(path)
     training = metadata.training_data
-    generator = training["generator"]
-    mixtures = MixtureSettings(**{**generator, "polymers": tuple(generator["polymers"])})
+    config = TrainConfig(model=training["model"], seed=training["seed"]).to_json()
     return {
         "model_name": training["model"],
-        "model": weights_from_onnx(path),
-        "config": TrainConfig(model=training["model"], mixtures=mixtures, seed=training["seed"]).to_json(),
+        "model": model_weights(tensors),
+        "config": {**config, "mixtures": training["generator"]},  # as best.pt holds it (from_json reads it)
         "thresholds": list(metadata.thresholds),
         "temperature": tensors["temperature"].tolist(),
         "out_of_library_threshold": metadata.out_of_library_threshold,

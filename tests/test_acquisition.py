@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tests.conftest import REALXPS, draw
-from xpstream.contract import GRID_SIZE, LABEL_NAMES, Region, energy_grid
+from xpstream.contract import GRID_SIZE, LABEL_NAMES, NUM_LABELS, Region, energy_grid
 from xpstream.daemon.parse import element_named, parse_file, select_regions
 from xpstream.daemon.preprocess import measured_mask, peak_significance, unexplained_regions
-from xpstream.train.acquisition import CARBON, LEVELS, REGION_WINDOWS_EV, window_slices
+from xpstream.train.acquisition import CARBON, LEVELS, REGION_WINDOWS_EV, label_determined, window_slices
 from xpstream.train.metrics import reliability
 from xpstream.train.models import Acquisition, build_model, normalise
 from xpstream.train.trainer import fit_temperature, warm_start
@@ -47,23 +47,41 @@ def test_determinability_follows_the_recorded_levels():
     lo, hi = REGION_WINDOWS_EV["C 1s"]
     measured[0, (torch.from_numpy(GRID) >= lo) & (torch.from_numpy(GRID) <= hi)] = 1.0  # C 1s only
     measured[1] = 1.0  # whole grid
-    determined, _ = acq(normalise(x), measured)
+    determined, *_ = acq(normalise(x), measured)
     index = {name: i for i, name in enumerate(LABEL_NAMES)}
     assert determined[0, index["alkane"]] == 1.0  # alkane shows in C 1s alone
     assert determined[0, index["ester_aliphatic"]] == pytest.approx(0.5)  # C 1s of C 1s + O 1s
     assert determined[0, index["phosphazene"]] == 0.0  # N 1s, O 1s, P 2p: none recorded
-    assert torch.all(determined[1] == 1.0) and torch.all(determined[2] == 0.0)
+    # a heteroatom group needs its element's level: a sulfone or a nitrile from C 1s alone is no evidence
+    assert determined[0, index["sulfone"]] == 0.0 and determined[0, index["nitrile"]] == 0.0
+    # alkene is never determined: C=C sits on C-C and the ring under an unknown shift
+    assert determined[1, index["alkene"]] == 0.0
+    settled = torch.ones(NUM_LABELS)
+    settled[index["alkene"]] = 0.0
+    assert torch.all(determined[1] == settled) and torch.all(determined[2] == 0.0)
+
+
+def test_the_numpy_and_graph_rules_agree(library):
+    """`label_determined` (scoring) and the exported graph's `determined` are one rule."""
+    _, b = draw(library, n=300, seed=6, acquisition="random")
+    graph, *_ = Acquisition()(normalise(torch.from_numpy(b.spectra)), torch.from_numpy(b.measured()))
+    recorded = b.recorded.astype(bool) | b.whole.astype(bool)[:, None]
+    np.testing.assert_allclose(graph.numpy(), label_determined(library, recorded), atol=1e-6)
+    nitrate = LABEL_NAMES.index("nitrate")
+    n1s, o1s = LEVELS.index("N 1s"), LEVELS.index("O 1s")
+    without_n = recorded[:, o1s] & ~recorded[:, n1s]
+    assert without_n.any() and (graph.numpy()[without_n, nitrate] == 0).all()
 
 
 def test_out_of_library_score_sees_lines_the_library_lacks(library):
     _, b = draw(library, n=200, seed=4, acquisition="random", max_shift_ev=5.0, noise_counts=2e5)
     acq = Acquisition()
     x = torch.from_numpy(b.spectra)
-    _, clean = acq(normalise(x), torch.from_numpy(b.measured()))
+    _, clean, *_ = acq(normalise(x), torch.from_numpy(b.measured()))
     assert clean.max() < 0.02
     al2s = torch.from_numpy(np.exp(-0.5 * ((GRID - library.foreign_lines["I 3d"]) / 0.6) ** 2)).float()
     foreign = 0.9 * x + 0.1 * al2s / al2s.sum()
-    _, flagged = acq(normalise(foreign), torch.ones_like(foreign))
+    _, flagged, *_ = acq(normalise(foreign), torch.ones_like(foreign))
     assert torch.all(flagged > 0.08)
 
 

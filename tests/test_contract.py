@@ -41,9 +41,19 @@ def test_check_spectra_refuses_nan_and_wrong_shape():
         c.check_spectra(np.ones((1, 10)))
 
 
-def outputs(probs, determined=None, score=0.0, shift=1.25):
+def outputs(probs, determined=None, score=0.0, shift=1.25, fraction=None):
     determined = np.ones(32) if determined is None else determined
-    return {"probabilities": probs, "shift_ev": shift, "determined": determined, "out_of_library_score": score}
+    fraction = np.full(32, np.nan) if fraction is None else fraction
+    return {
+        "probabilities": probs,
+        "shift_ev": shift,
+        "determined": determined,
+        "out_of_library_score": score,
+        "group_fraction": fraction,
+        "group_fraction_std": np.full(32, 0.02),
+        "level_recorded": np.ones(9),
+        "level_area": np.full(9, 1 / 9),
+    }
 
 
 def test_prediction_round_trip_and_version_refusal():
@@ -55,7 +65,7 @@ def test_prediction_round_trip_and_version_refusal():
     again = c.Prediction.from_dict(pred.to_dict())
     assert again == pred
     wrong = {**pred.to_dict(), "contract_version": "0"}
-    with pytest.raises(c.ContractError, match="version '0'.*version '2'"):
+    with pytest.raises(c.ContractError, match="version '0'.*version '3'"):
         c.Prediction.from_dict(wrong)
 
 
@@ -70,6 +80,23 @@ def test_prediction_separates_undetermined_labels_and_flags_out_of_library():
     assert not c.Prediction.from_outputs("a.vms", outputs(np.full(32, 0.7), score=0.06), meta).in_library
     beside = c.Prediction.from_outputs("a.vms", outputs(np.full(32, 0.7)), meta, ["Cu 2p"])
     assert not beside.in_library and beside.unexplained_regions == ["Cu 2p"]
+
+
+def test_group_shares_are_reported_in_per_cent_for_determined_labels_only():
+    meta = c.ModelMetadata("xpstream-stn", "3")
+    fraction = np.zeros(32)
+    fraction[c.label_index("ester_aliphatic")], fraction[c.label_index("alkane")] = 4 / 7, 3 / 7  # PMMA
+    determined = np.ones(32)
+    determined[c.label_index("alkene")] = 0.0
+    composition = ({"C": 71.43, "O": 28.57}, {"N": "no signal"})
+    pred = c.Prediction.from_outputs(
+        "pmma.vms", outputs(np.full(32, 0.7), determined, fraction=fraction), meta, (), composition
+    )
+    assert pred.group_percent["ester_aliphatic"] == pytest.approx(57.14) and pred.group_percent["alkane"] == 42.86
+    assert "alkene" not in pred.group_percent and pred.group_percent_std["alkane"] == 2.0
+    assert (pred.atomic_percent, pred.not_quantified) == composition
+    without_head = c.Prediction.from_outputs("pmma.vms", outputs(np.full(32, 0.7)), meta)
+    assert without_head.group_percent == {} == without_head.group_percent_std
 
 
 def test_prediction_batch_equals_its_rows_and_refuses_a_length_mismatch():
@@ -101,6 +128,12 @@ def test_model_metadata_round_trip_and_refusals():
         c.ModelMetadata.from_strings({**props, "contract_version": "1"})
     with pytest.raises(c.ContractError, match="lacks the key 'thresholds'"):
         c.ModelMetadata.from_strings({k: v for k, v in props.items() if k != "thresholds"})
+    with pytest.raises(c.ContractError, match="cannot be read"):
+        c.ModelMetadata.from_strings({**props, "thresholds": "[0.5, "})
+    with pytest.raises(c.ContractError, match="cannot be read"):
+        c.ModelMetadata.from_strings({**props, "out_of_library_threshold": "high"})
+    older = c.ModelMetadata.from_strings({**props, "contract_version": "2"}, any_version=True)
+    assert older.contract_version == "2"  # training reads the last release to compare, never to serve
 
 
 def test_region_sorts_axis_and_refuses_bad_input():

@@ -96,6 +96,16 @@ def draw_plans(present: np.ndarray, level_areas: np.ndarray, rng: np.random.Gene
     return recorded, whole, survey
 
 
+def level_area_matrix() -> np.ndarray:
+    """(GRID_SIZE, L) float32 0/1: grid point i lies in level j's acquisition window, so that
+    unit-area spectra @ matrix = each level's share of the area (wide enough for a +-5 eV
+    shift; the windows do not overlap)."""
+    out = np.zeros((GRID_SIZE, len(LEVELS)), dtype=np.float32)
+    for j, window in enumerate(window_slices()):
+        out[window, j] = 1.0
+    return out
+
+
 def measured_mask(recorded: np.ndarray, whole: np.ndarray) -> np.ndarray:
     """Grid mask (N, GRID_SIZE) float32 of a batch of plans: 1 where the grid was recorded."""
     mask = np.zeros((len(recorded), GRID_SIZE), dtype=np.float32)
@@ -103,6 +113,26 @@ def measured_mask(recorded: np.ndarray, whole: np.ndarray) -> np.ndarray:
         mask[:, window] = recorded[:, j : j + 1]
     mask[np.asarray(whole, dtype=bool)] = 1.0
     return mask
+
+
+def determination_maps(library: Library) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fixed maps from recorded levels to what a spectrum can settle about each label:
+    (defining share (labels, L): each defining level's share of the label's defining levels;
+    required (labels, L): 1 for the heteroatom levels that must be recorded; determinable
+    (labels,): 0 for the labels no core-level spectrum settles), float32."""
+    defining = library.label_levels(LEVELS).astype(np.float32)
+    share = defining / np.maximum(defining.sum(axis=1, keepdims=True), 1.0)
+    return share, library.required_levels(LEVELS).astype(np.float32), library.determinable_labels().astype(np.float32)
+
+
+def label_determined(library: Library, recorded: np.ndarray) -> np.ndarray:
+    """(N, labels) float32 from recorded levels (N, L) 0/1: the share of each label's defining
+    levels recorded, 0 when a required heteroatom level is missing or the label is not
+    determinable (the numpy twin of the exported graph's `determined`, for scoring)."""
+    share, required, determinable = determination_maps(library)
+    recorded = np.asarray(recorded, dtype=np.float32)
+    missing_required = (1.0 - recorded) @ required.T
+    return (recorded @ share.T) * (missing_required == 0) * determinable[None, :]
 
 
 def coverage_matrix(library: Library) -> np.ndarray:

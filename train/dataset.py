@@ -3,8 +3,11 @@
 Datasets: `spectra` (N x 6601 float32, rows sum to 1), `labels` (N x 32 uint8, contract order),
 `shift_ev` (N float32, the applied shift), `broadening_ev` (N float32), `recorded` (N x 9 uint8,
 the core-level regions recorded) and `whole` (N uint8, whole grid recorded), `weights`
-(N x 4 float32, component weights, 0 for unused slots), `components` (N x 4 int16, index into
-the `polymers` attribute, -1 for unused). Attributes: `settings` (JSON of the generator
+(N x 4 float32, component weights, 0 for unused slots; 1 - their sum is contamination),
+`components` (N x 4 int16, index into the `polymers` attribute, -1 for unused),
+`group_fraction` (N x 32 float32, the group shares of the sample), `ambiguous` (N x 32 uint8,
+labels neither required nor wrong) and `atomic_fraction` (N x 9 float32, each level's element's
+share of the atoms, contamination included). Attributes: `settings` (JSON of the generator
 settings), `seed`, `label_names` and `polymers` (JSON lists), `grid` (JSON), `contract_version`.
 The file is written under a temporary name and renamed when complete, so a failed run leaves
 nothing half-written.
@@ -42,6 +45,9 @@ _SHAPES = {
     "components": ((MAX_COMPONENTS,), np.int16),
     "recorded": ((len(LEVELS),), np.uint8),
     "whole": ((), np.uint8),
+    "group_fraction": ((NUM_LABELS,), np.float32),
+    "ambiguous": ((NUM_LABELS,), np.uint8),
+    "atomic_fraction": ((len(LEVELS),), np.float32),
 }
 
 

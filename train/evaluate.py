@@ -19,12 +19,22 @@ import torch  # noqa: E402
 from scipy.special import expit  # noqa: E402
 
 from xpstream.contract import LABEL_NAMES, LABELS, energy_grid, labels_to_multihot  # noqa: E402
+from xpstream.quantify import element_composition  # noqa: E402
 from xpstream.train import metrics  # noqa: E402
 from xpstream.train.acquisition import measured_mask  # noqa: E402
+from xpstream.train.export import library_metadata  # noqa: E402
 from xpstream.train.library import load_library  # noqa: E402
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings  # noqa: E402
-from xpstream.train.models import ShiftSTN, normalise, shift_warp  # noqa: E402
-from xpstream.train.trainer import TrainConfig, load_trained, predict  # noqa: E402
+from xpstream.train.models import normalise, shift_warp  # noqa: E402
+from xpstream.train.trainer import (  # noqa: E402
+    TrainConfig,
+    headline,
+    load_trained,
+    predict,
+    reports_shift,
+    rule_scoring,
+)
+from xpstream.train.transfer import measured_checks, transfer_settings  # noqa: E402
 
 TEST_SEED = 2_000_029
 
@@ -35,21 +45,37 @@ def test_set(settings: MixtureSettings, n: int, seed: int = TEST_SEED) -> tuple[
 
 
 def evaluate_model(
-    model, thresholds, batch: Batch, generator: MixtureGenerator, best: dict | None = None, exclude_labels=()
+    model,
+    thresholds,
+    batch: Batch,
+    generator: MixtureGenerator,
+    best: dict | None = None,
+    exclude_labels=(),
+    light: bool = False,
 ) -> dict:
     """All metrics of one model on one test batch; `best` (a best.pt's contents) supplies the
-    calibration temperatures and the out-of-library threshold. With exclude_labels, also the
-    exact match over the other labels (`exact_match_excluding`)."""
+    calibration temperatures, share scales and the out-of-library threshold. Exact match counts
+    the scored labels (`scoring`) without alkane, which is reported on its own; with
+    exclude_labels, also the exact match over the other labels (`exact_match_excluding`).
+    light: the headline numbers, alkane, shares and elements only (the transfer sets)."""
     best = best or {}
-    o = predict(model, batch, best.get("temperature"))
-    probs, determined = o["probabilities"], o["determined"]
-    scored = determined > 0
+    o = predict(model, batch, best.get("temperature"), share_scale=best.get("share_scale"))
+    probs = o["probabilities"]
+    determined, scored = rule_scoring(generator.library, batch)
     predicted = (probs >= thresholds[None, :]) & scored
-    shifts = (batch.shift_ev, o["shift_ev"]) if isinstance(model, ShiftSTN) else (None, None)  # else uncalibrated
-    out = metrics.summary(batch.labels, probs, thresholds, *shifts, scored=scored)
+    shifts = (batch.shift_ev, o["shift_ev"]) if reports_shift(model) else (None, None)  # else uncalibrated
+    out = metrics.summary(batch.labels, probs, thresholds, *shifts, scored=headline(scored))
     out["per_label"] = metrics.per_label(batch.labels.astype(bool) & scored, predicted)
+    alkane = LABEL_NAMES.index("alkane")
+    out["alkane"] = {"share_scored": float(scored[:, alkane].mean()), **out["per_label"]["alkane"]}
+    truth = batch.labels.astype(bool)
+    out["alkane"]["specificity"] = _share(~predicted[scored[:, alkane] & ~truth[:, alkane], alkane])
+    out["shares"] = metrics.share_errors(o["group_fraction"], o["group_fraction_std"], batch.group_fraction, determined)
+    out["elements"] = element_errors(o, batch)
+    if light:
+        return out
     if exclude_labels:
-        kept = scored & ~labels_to_multihot(exclude_labels).astype(bool)[None, :]
+        kept = headline(scored) & ~labels_to_multihot(exclude_labels).astype(bool)[None, :]
         out["exact_match_excluding"] = {
             "labels": list(exclude_labels),
             "exact_match": metrics.exact_match(batch.labels, predicted, kept),
@@ -59,13 +85,15 @@ def evaluate_model(
         "uncalibrated": metrics.reliability(batch.labels, expit(o["logits"]), scored),
     }
     partial = (determined > 0) & (determined < 1)
-    truth = batch.labels.astype(bool)
     out["acquisition"] = {
         "share_scored": float(scored.mean()),
         "exact_match_all_defining_recorded": metrics.exact_match(
-            batch.labels, probs >= thresholds[None, :], determined >= 1
+            batch.labels, probs >= thresholds[None, :], headline(scored) & (determined >= 1)
         ),
-        "no_defining_recorded": {"n": int((~scored).sum()), "share_above_0.9": _share(probs[~scored] > 0.9)},
+        "no_defining_recorded": {
+            "n": int((determined <= 0).sum()),
+            "share_above_0.9": _share(probs[determined <= 0] > 0.9),
+        },
         "some_defining_recorded": {
             "n": int(partial.sum()),
             "share_above_0.9": _share(probs[partial] > 0.9),
@@ -86,6 +114,22 @@ def evaluate_model(
         predicted, batch.components, batch.weights, generator.polymer_labels
     )
     return out
+
+
+def element_errors(outputs: dict, batch: Batch) -> dict:
+    """Classical element quantification (`xpstream.quantify`, the library's instrument response)
+    against the true atomic shares of the recorded elements: mean absolute error in at. %."""
+    meta = library_metadata(load_library())
+    found = element_composition(outputs["level_area"], outputs["level_recorded"], meta["levels"], meta["instrument"])
+    index = {level["element"]: j for j, level in enumerate(meta["levels"])}
+    errors = []
+    for (atomic, _), truth in zip(found, batch.atomic_fraction, strict=True):
+        if not atomic:
+            continue
+        columns = [index[e] for e in atomic]
+        true = truth[columns] / max(truth[columns].sum(), 1e-12) * 100.0
+        errors.extend(np.abs(np.array(list(atomic.values())) - true))
+    return {"atomic_percent_mae": float(np.mean(errors)) if errors else float("nan"), "n": len(errors)}
 
 
 FOREIGN_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.4)
@@ -136,10 +180,14 @@ def evaluate_checkpoints(
     max_shift_ev: float | None = None,
     acquisition: str | None = None,
     exclude_labels: tuple[str, ...] = (),
+    transfer: bool = False,
+    measured_folder: str | None = None,
 ) -> dict:
     """Evaluate best.pt files (or exported .onnx models) on one test set drawn with the first
     run's generator settings (maximum shift and acquisition plans overridable); exclude_labels:
-    also report the exact match over the other labels."""
+    also report the exact match over the other labels. transfer: also the transfer table
+    (`xpstream.train.transfer`: in-distribution, cross-renderer and single-polymer sets of n
+    spectra, and the measured files of `measured_folder`), first in the report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [(Path(p), *load_trained(p)) for p in paths]
@@ -150,22 +198,73 @@ def evaluate_checkpoints(
         settings = replace(settings, acquisition=acquisition)
     batch, generator = test_set(settings, n)
     report = {"test_set": {"n": n, "seed": TEST_SEED, "settings": settings.as_dict()}, "models": {}}
-    for path, model, thresholds, best in loaded:
-        name = f"{best['model_name']} ({run_name(path)})"
+    names = [f"{best['model_name']} ({run_name(path)})" for path, *_, best in loaded]
+    if transfer:
+        report["transfer"] = {}
+        for set_name, transfer_set in transfer_settings(settings).items():
+            test, test_generator = test_set(transfer_set, n)
+            report["transfer"][set_name] = {
+                name: evaluate_model(model, thresholds, test, test_generator, best, light=True)
+                for name, (_, model, thresholds, best) in zip(names, loaded, strict=True)
+            }
+        if measured_folder:
+            report["measured"] = {
+                name: measured_checks(model, thresholds, best, Path(measured_folder))
+                for name, (_, model, thresholds, best) in zip(names, loaded, strict=True)
+            }
+    for name, (_, model, thresholds, best) in zip(names, loaded, strict=True):
         report["models"][name] = evaluate_model(model, thresholds, batch, generator, best, exclude_labels)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown_report(report))
     plot_sensitivity(report, out / "sensitivity.png")
     plot_reliability(report, out / "reliability.png")
     for path, model, _, _ in loaded:
-        if isinstance(model, ShiftSTN):
+        if reports_shift(model):
             plot_alignment(model, batch, out / f"alignment-{run_name(path)}.png")
     return report
 
 
+def transfer_section(report: dict) -> list[str]:
+    """The transfer table (exact match without alkane and traces, alkane F1, group-share and
+    element errors) and the measured files, first in the report."""
+    sets = report.get("transfer")
+    if not sets:
+        return []
+    names = list(next(iter(sets.values())))
+    lines = [
+        "## Transfer first: spectra the model was not trained to fit",
+        "",
+        "Exact match over the labels the recorded regions settle, alkane and traces excluded "
+        "(alkane F1 beside it); group shares: mean absolute error in percentage points "
+        "(coverage of +-1 stated spread, nominal 68 %); elements: classical at. % error.",
+        "",
+        "| model | " + " | ".join(sets) + " | alkane F1 (in-dist.) | shares MAE pp (coverage) | at. % MAE |",
+        "|---" * (len(sets) + 4) + "|",
+    ]
+    for name in names:
+        first = next(iter(sets.values()))[name]
+        cells = [f"{sets[s][name]['exact_match']:.4f}" for s in sets]
+        shares = first["shares"]
+        share_cell = f"{shares['mae_pp']:.2f} ({shares['coverage_1std']:.2f})" if shares else "-"
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {first['alkane']['f1']:.3f} | {share_cell} | "
+            f"{first['elements']['atomic_percent_mae']:.2f} |"
+        )
+    for name, rows in report.get("measured", {}).items():
+        lines += ["", f"Measured files, {name}:", "", "| file | expected | named (p) | in library | shift | right |"]
+        lines.append("|---|---|---|---|---|---|")
+        for r in rows:
+            named = ", ".join(f"{k} {v:.2f}" for k, v in r["named"].items()) or "(none)"
+            lines.append(
+                f"| {r['file']} | {r['expected']} | {named} | {r['in_library']} | {r['shift_ev']:+.2f} eV | "
+                f"{'yes' if r['right'] else 'NO'} |"
+            )
+    return lines + [""]
+
+
 def markdown_report(report: dict) -> str:
     s = report["test_set"]
-    lines = [
+    lines = transfer_section(report) + [
         f"# Evaluation on {s['n']} synthetic spectra (seed {s['seed']}, max shift {s['settings']['max_shift_ev']} eV)",
         "",
         "| model | exact match | exact match @0.5 | micro F1 | macro F1 | shift MAE (eV) |",
@@ -283,10 +382,10 @@ def plot_sensitivity(report: dict, path: Path) -> None:
 
 
 @torch.no_grad()
-def plot_alignment(model: ShiftSTN, batch: Batch, path: Path, n: int = 6) -> None:
+def plot_alignment(model, batch: Batch, path: Path, n: int = 6) -> None:
     """The paper's Figure 5: input spectra and the same spectra after the learned alignment."""
     x = torch.from_numpy(batch.spectra[:n])
-    _, shift = model(x)
+    shift = model(x).shift_ev
     aligned = shift_warp(normalise(x), shift / 0.1).numpy()
     grid = energy_grid()
     keep = (grid > 278) & (grid < 300)

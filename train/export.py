@@ -10,6 +10,7 @@ so the daemon needs nothing but the .onnx file.
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -20,15 +21,89 @@ from onnx import numpy_helper
 from torch import nn
 
 from xpstream.contract import GRID_SIZE, MODEL_INPUTS, MODEL_OUTPUTS, ModelMetadata
+from xpstream.train.acquisition import LEVELS
+from xpstream.train.library import Library, load_library
 from xpstream.train.models import Deployed
 
+REPORT_KEYS = ("exact_match", "exact_match_at_0.5", "micro_f1", "macro_f1", "shift_mae_ev")
 
-def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, temperature=None, opset: int = 17) -> Path:
-    """Write the model (with per-label calibration temperatures) as ONNX with metadata;
-    refuses metadata that break the contract."""
+
+def library_metadata(library: Library) -> dict:
+    """The ModelMetadata fields that come from the library: its elements, the detection limit,
+    and the levels and instrument response of the classical quantification."""
+    levels = []
+    for name in LEVELS:
+        level = library.levels[name]
+        main = [e.be_ev for e in library.environments.values() if e.level.name == name]
+        levels.append(
+            {
+                "name": name,
+                "element": level.element,
+                "cross_section_barn": level.cross_section_barn,
+                "be_ev": round(float(np.median(main)), 2),
+            }
+        )
+    inst = library.instrument
+    return {
+        "elements": sorted({level.element for level in library.levels.values()}),
+        "detection_limit": library.label_rules.detection_limit,
+        "levels": levels,
+        "instrument": {
+            "photon_energy_ev": inst.photon_energy_ev,
+            "imfp_exponent": inst.imfp_exponent,
+            "transmission_exponent": inst.transmission_exponent,
+        },
+    }
+
+
+def report_metrics(reports: dict[str, str]) -> dict:
+    """Headline numbers of the first model of `xpstream evaluate` report.json files, by name."""
+    metrics = {}
+    for name, path in reports.items():
+        report = json.loads(Path(path).read_text())
+        first = next(iter(report["models"].values()))
+        metrics[name] = {k: round(first[k], 4) for k in REPORT_KEYS if k in first}
+        metrics[name]["ece"] = round(first["calibration"]["calibrated"]["ece"], 4)
+        settings = report["test_set"]["settings"]
+        metrics[name]["test_set"] = {k: report["test_set"][k] for k in ("n", "seed")}
+        metrics[name]["test_set"].update(acquisition=settings["acquisition"], max_shift_ev=settings["max_shift_ev"])
+    return metrics
+
+
+def export_trained(checkpoint: str, path: str | Path, model_id: str, version: str, reports: dict[str, str]) -> Path:
+    """Export a run's best.pt (or a model re-read from .onnx) with its calibration, thresholds,
+    training settings, the library's metadata and the headline numbers of `reports`."""
+    from xpstream.train.trainer import load_trained
+
+    model, thresholds, best = load_trained(checkpoint)
+    metadata = ModelMetadata(
+        model_id=model_id,
+        version=version,
+        thresholds=[float(t) for t in thresholds],
+        out_of_library_threshold=float(best.get("out_of_library_threshold", 1.0)),
+        training_data={
+            "model": best["model_name"],
+            "generator": best["config"]["mixtures"],
+            "train_size_per_epoch": best["config"]["train_size"],
+            "epochs_trained": len(best["history"]),
+            "best_epoch": best["best_epoch"],
+            "seed": best["config"]["seed"],
+        },
+        metrics=report_metrics(reports),
+        **library_metadata(load_library()),
+    )
+    return export_onnx(model, metadata, path, best["temperature"], best.get("share_scale"))
+
+
+def export_onnx(
+    model: nn.Module, metadata: ModelMetadata, path: str | Path, temperature=None, share_scale=None, opset: int = 17
+) -> Path:
+    """Write the model (with per-label calibration temperatures and share-spread scales) as
+    ONNX with metadata; refuses metadata that break the contract."""
     metadata.check()
     was_training = model.training
-    wrapper = Deployed(model.cpu(), temperature).eval()  # a fresh wrapper would put the model in training mode
+    # a fresh wrapper would put the model in training mode
+    wrapper = Deployed(model.cpu(), temperature, share_scale).eval()
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # we choose the TorchScript exporter
@@ -57,9 +132,10 @@ def export_onnx(model: nn.Module, metadata: ModelMetadata, path: str | Path, tem
 
 
 def read_exported(path: str | Path) -> tuple[ModelMetadata, dict[str, np.ndarray]]:
-    """The metadata and the initializers (name -> array) of an exported model."""
+    """The metadata and the initializers (name -> array) of an exported model (of this contract
+    or an earlier one: the shipped model of the last release is scored beside new runs)."""
     graph = onnx.load(str(path))
-    metadata = ModelMetadata.from_strings({p.key: p.value for p in graph.metadata_props})
+    metadata = ModelMetadata.from_strings({p.key: p.value for p in graph.metadata_props}, any_version=True)
     return metadata, {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
 
 

@@ -56,6 +56,7 @@ class Environment:
     shakeup: ShakeUp | None
     source: str
     status: str
+    hydrocarbon: bool = False  # C-C/C-H carbon: its C 1s line may carry a high-BE tail
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,19 @@ class Polymer:
         """Core levels this polymer shows, e.g. ('C 1s', 'O 1s')."""
         return tuple(dict.fromkeys(env.level.name for env, _ in self.environments))
 
+    @property
+    def atoms(self) -> int:
+        """Atoms of the repeat unit that XPS sees (every atom but H)."""
+        return sum(count for _, count in self.environments)
+
+    def group_atoms(self) -> np.ndarray:
+        """(labels,) atoms of the repeat unit in each functional group's environments."""
+        out = np.zeros(len(LABEL_NAMES))
+        for env, count in self.environments:
+            if env.group:
+                out[LABEL_NAMES.index(env.group)] += count
+        return out
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -90,6 +104,17 @@ class Instrument:
 
 
 @dataclass(frozen=True)
+class LabelRules:
+    """What core levels can settle about the labels (physics.toml [label_rules])."""
+
+    undeterminable: tuple[str, ...] = ()  # labels no core-level spectrum can settle
+    required_elements: tuple[str, ...] = ()  # a group with atoms of these needs their level recorded
+    detection_limit: float = 0.0  # share of the sample's atoms below which a group is a trace
+    alkane_min_carbon: float = 0.0  # alkane only above this share of the C 1s carbon
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Library:
     instrument: Instrument
     sources: dict[str, str]
@@ -100,6 +125,9 @@ class Library:
     foreign_lines: dict[str, float] = field(default_factory=dict)  # name -> BE, elements it lacks
     # the hydrocarbon contamination layer on every air-exposed sample: lines without labels
     adventitious: Polymer | None = None
+    # other surface contamination (trace oxidation, silicone): name -> lines without labels
+    contaminants: dict[str, Polymer] = field(default_factory=dict)
+    label_rules: LabelRules = LabelRules()
 
     def polymer(self, name: str) -> Polymer:
         """Find a polymer by name or abbreviation (case-insensitive)."""
@@ -133,6 +161,21 @@ class Library:
             if e.group and e.level.name in level_names:
                 out[LABEL_NAMES.index(e.group), list(level_names).index(e.level.name)] = True
         return out
+
+    def required_levels(self, level_names) -> np.ndarray:
+        """(labels, levels) bool: level j must be recorded before label i can be judged - the
+        levels of the label's heteroatoms in `label_rules.required_elements` (nitrate needs N 1s:
+        O 1s alone is no evidence)."""
+        required = set(self.label_rules.required_elements)
+        out = np.zeros((len(LABEL_NAMES), len(level_names)), dtype=bool)
+        for e in self.environments.values():
+            if e.group and e.level.element in required and e.level.name in level_names:
+                out[LABEL_NAMES.index(e.group), list(level_names).index(e.level.name)] = True
+        return out
+
+    def determinable_labels(self) -> np.ndarray:
+        """(labels,) bool: False for the labels no core-level spectrum can settle."""
+        return np.array([name not in self.label_rules.undeterminable for name in LABEL_NAMES])
 
     def extreme_lines_ev(self) -> tuple[tuple[str, float], tuple[str, float]]:
         """(name, BE) of the lowest and highest line of the library, doublet partners included."""
@@ -214,8 +257,11 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
             )
             if shake.fraction >= 1:
                 raise LibraryError(f"{what}: shakeup fraction must be below 1")
+        hydrocarbon = entry.get("hydrocarbon", group == "alkane")
+        if not isinstance(hydrocarbon, bool) or (hydrocarbon and level.name != "C 1s"):
+            raise LibraryError(f"{what}: hydrocarbon must be true or false, and true only for C 1s")
         environments[name] = Environment(
-            name, level, be, fwhm, group, shake, where("environment", name, entry), entry["status"]
+            name, level, be, fwhm, group, shake, where("environment", name, entry), entry["status"], hydrocarbon
         )
 
     def build(pname, entry, what):
@@ -245,13 +291,21 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
         polymer_list.append(build(pname, entry, what))
     if not polymer_list:
         raise LibraryError("polymer file holds no [[polymers]]")
+
+    def contamination(name, entry, what):
+        layer = build(name, entry, what)
+        if layer.labels:
+            raise LibraryError(f"{what}: its environments must carry no group, got {layer.labels}")
+        return layer
+
     adventitious = None
     if "adventitious_carbon" in physics:
-        adventitious = build("adventitious carbon", physics["adventitious_carbon"], "[adventitious_carbon]")
-        if adventitious.labels:
-            raise LibraryError(
-                f"[adventitious_carbon]: its environments must carry no group, got {adventitious.labels}"
-            )
+        adventitious = contamination("adventitious carbon", physics["adventitious_carbon"], "[adventitious_carbon]")
+    contaminants = {
+        name: contamination(name, entry, f"[contaminants.{name}]")
+        for name, entry in physics.get("contaminants", {}).items()
+    }
+    rules = _label_rules(physics.get("label_rules", {}), where)
     lines = {}
     for kind in ("secondary_lines", "foreign_lines"):
         lines[kind] = {}
@@ -259,8 +313,36 @@ def load_library(physics_path: Path | None = None, polymers_path: Path | None = 
             where(kind.replace("_", " ")[:-1], name, entry)
             lines[kind][name] = _positive(f"{kind} {name!r}", "be_ev", entry)
     return Library(
-        instrument, dict(sources), levels, environments, tuple(polymer_list), adventitious=adventitious, **lines
+        instrument,
+        dict(sources),
+        levels,
+        environments,
+        tuple(polymer_list),
+        adventitious=adventitious,
+        contaminants=contaminants,
+        label_rules=rules,
+        **lines,
     )
+
+
+def _label_rules(entry: dict, where) -> LabelRules:
+    if not entry:
+        return LabelRules()
+    where("label_rules", "label_rules", entry)
+    undeterminable = tuple(entry.get("undeterminable", ()))
+    elements = tuple(entry.get("required_elements", ()))
+    for name in undeterminable:
+        if name not in LABEL_NAMES:
+            raise LibraryError(f"[label_rules]: unknown label {name!r} in undeterminable")
+    for element in elements:
+        if element not in GRID_ELEMENTS:
+            raise LibraryError(f"[label_rules]: required element {element!r} not one of {GRID_ELEMENTS}")
+    shares = {}
+    for key in ("detection_limit", "alkane_min_carbon"):
+        shares[key] = _number("[label_rules]", key, entry) if key in entry else 0.0
+        if not 0.0 <= shares[key] < 1.0:
+            raise LibraryError(f"[label_rules]: {key} must lie in [0, 1), got {shares[key]}")
+    return LabelRules(undeterminable, elements, source=entry["source"], **shares)
 
 
 def _read_toml(path) -> dict:

@@ -134,6 +134,38 @@ def reliability(truth, probabilities, scored=None, bins: int = 15) -> dict:
     return {"ece": float(ece), "n": int(p.size), "bins": rows}
 
 
+SHARE_BINS = (0.0, 0.05, 0.2, 0.5, 1.0)
+
+
+def share_errors(fraction, spread, truth, determined, bins=SHARE_BINS) -> dict:
+    """Group-share errors over the determined (spectrum, label) entries: mean absolute error in
+    percentage points overall, by label and binned by true share, and how often +-1 stated
+    spread holds the truth (nominal 68.3 %) where the share is not trivially zero (true or
+    predicted above 1 %). Empty for a model without shares (NaN fractions)."""
+    fraction, truth = np.asarray(fraction, dtype=float), np.asarray(truth, dtype=float)
+    if not np.isfinite(fraction).all():
+        return {}
+    judged = np.asarray(determined) > 0
+    error = 100.0 * np.abs(fraction - truth)
+    relevant = judged & ((truth > 0.01) | (fraction > 0.01))
+    absent = judged & (truth == 0)
+    rows = [{"share_from": 0.0, "share_to": 0.0, "n": int(absent.sum()), "mae_pp": _mean(error[absent])}]
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        sel = judged & (truth > lo) & (truth <= hi)
+        rows.append({"share_from": lo, "share_to": hi, "n": int(sel.sum()), "mae_pp": _mean(error[sel])})
+    return {
+        "mae_pp": _mean(error[judged]),
+        "mae_pp_present": _mean(error[judged & (truth > 0)]),
+        "coverage_1std": _mean(np.abs(fraction - truth)[relevant] <= np.asarray(spread)[relevant]),
+        "by_label": {name: _mean(error[judged[:, i], i]) for i, name in enumerate(LABEL_NAMES)},
+        "by_share": rows,
+    }
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if np.size(values) else float("nan")
+
+
 def summary(truth, probabilities, thresholds, shift_true=None, shift_pred=None, scored=None) -> dict:
     """The headline numbers for one model on one test set; with `scored`, over the scored
     (spectrum, label) entries only (F1: unscored entries count as neither true nor predicted)."""

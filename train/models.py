@@ -1,13 +1,16 @@
-"""The networks: the paper's MLP, CNN and STN (Appendix A) and xpstream's shift-supervised STN.
+"""The networks: the paper's MLP, CNN and STN (Appendix A), xpstream's shift-supervised STN and
+its per-region variant.
 
 Every model takes grid spectra (N, 6601) of any positive scale and the measured-region mask
 (N, 6601; None = the whole grid), normalises the spectra to unit area inside `forward` (so the
-exported graph does too) and returns (logits (N, 32), shift_ev (N,)). Models without a shift
-estimate return zeros for it; only the acquisition-aware STN reads the mask.
+exported graph does too) and returns a `ModelOutput`: label logits (N, 32), shift_ev (N,) and,
+for models with a composition head, group-share logits and log-scales (N, 32 each). Models
+without a shift estimate return zeros for it; only the acquisition-aware models read the mask.
 
 `Deployed` wraps a trained model into what the exported graph computes: calibrated
-probabilities, the shift, per-label determinability from the mask, and the out-of-library
-score (`Acquisition`).
+probabilities, the shift, per-label determinability from the mask, the out-of-library score,
+the group shares with their calibrated spread, and each core level's share of the area
+(`Acquisition`).
 
 The STN's warp is a 1D linear interpolation (index arithmetic, gather, lerp, zero outside),
 which equals the paper's affine_grid + grid_sample on a 1 x L image (tests check it to 1e-5)
@@ -16,19 +19,36 @@ and exports to plain ONNX Gather ops.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xpstream.contract import GRID_SIZE, GRID_STEP_EV, NUM_LABELS
+from xpstream.contract import GRID_SIZE, GRID_START_EV, GRID_STEP_EV, NUM_LABELS
 from xpstream.train.acquisition import (
     EXPLAINED_SHIFT_EV,
     LEVELS,
     RECORDED_COVERAGE,
     coverage_matrix,
+    determination_maps,
     explained_mask,
+    level_area_matrix,
 )
 from xpstream.train.library import load_library
+
+SHARE_LOG_SCALE_MIN = -9.0  # log of the smallest spread a group share may claim (about 1e-4)
+
+
+class ModelOutput(NamedTuple):
+    """What a model returns: label logits (N, 32), the shift in eV (N,), and for models with a
+    composition head the group-share logits (softmax over the 32 groups) and the log of each
+    share's error scale (N, 32 each), else None."""
+
+    logits: torch.Tensor
+    shift_ev: torch.Tensor
+    share_logits: torch.Tensor | None = None
+    share_log_scale: torch.Tensor | None = None
 
 
 def normalise(spectra: torch.Tensor) -> torch.Tensor:
@@ -105,7 +125,7 @@ class MLP(nn.Module):
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
-        return self.classifier(x), x.new_zeros(x.shape[0])
+        return ModelOutput(self.classifier(x), x.new_zeros(x.shape[0]))
 
 
 class CNN(nn.Module):
@@ -118,7 +138,7 @@ class CNN(nn.Module):
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
-        return self.classifier(self.features(x[:, None, :]).flatten(1)), x.new_zeros(x.shape[0])
+        return ModelOutput(self.classifier(self.features(x[:, None, :]).flatten(1)), x.new_zeros(x.shape[0]))
 
 
 class PaperSTN(nn.Module):
@@ -142,7 +162,45 @@ class PaperSTN(nn.Module):
         t = self.localisation(x)[:, 0]
         aligned = paper_grid_sample_warp(x, t) if self.grid_sample else shift_warp(x, normalised_to_samples(t))
         # t lives in an arbitrary internal frame: no calibrated shift to report
-        return self.classifier(aligned), torch.zeros_like(t)
+        return ModelOutput(self.classifier(aligned), torch.zeros_like(t))
+
+
+class ShareHead(nn.Module):
+    """The composition head: from the classifier's last hidden features, group-share logits and
+    the log of each share's error scale (32 each)."""
+
+    def __init__(self, n_in: int):
+        super().__init__()
+        self.linear = nn.Linear(n_in, 2 * NUM_LABELS)
+
+    def forward(self, hidden):
+        logits, log_scale = self.linear(hidden).chunk(2, dim=1)
+        return logits, log_scale.clamp_min(SHARE_LOG_SCALE_MIN)
+
+
+def classify(classifier: nn.Sequential, shares: ShareHead | None, features, shift_ev) -> ModelOutput:
+    """Run a Backbone whose last layer gives the label logits; the share head, when there is
+    one, reads the features before that layer."""
+    hidden = features
+    for layer in list(classifier)[:-1]:
+        hidden = layer(hidden)
+    share_logits, share_log_scale = shares(hidden) if shares is not None else (None, None)
+    return ModelOutput(classifier[-1](hidden), shift_ev, share_logits, share_log_scale)
+
+
+class Localisation(nn.Sequential):
+    """The paper's localisation layers (6601 -> 64 -> 32 -> 1), whose output is the shift in eV."""
+
+    def __init__(self):
+        super().__init__(
+            nn.Flatten(), nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
+        )
+
+    def align(self, x):
+        """(shift_ev (N,), x moved onto the library's energy scale) for unit-area spectra x."""
+        # unit-area spectra have values ~1e-2; scale to O(1) for the localisation net
+        shift_ev = self(x[:, None, :] * 100.0)[:, 0]
+        return shift_ev, shift_warp(x, shift_ev / GRID_STEP_EV)
 
 
 class ShiftSTN(nn.Module):
@@ -157,7 +215,10 @@ class ShiftSTN(nn.Module):
     acquisition_input: the classifier also sees which core-level regions the mask records, so
     "not measured" and "measured, nothing there" differ (contract version 2).
     hidden: the classifier's hidden sizes (Appendix A: 256, 128).
+    shares: a composition head (group shares and their spread, contract version 3).
     """
+
+    calibrated_shift = True
 
     def __init__(
         self,
@@ -165,6 +226,7 @@ class ShiftSTN(nn.Module):
         sqrt_input: bool = True,
         acquisition_input: bool = False,
         hidden: tuple[int, int] = (256, 128),
+        shares: bool = False,
     ):
         super().__init__()
         self.sqrt_input = sqrt_input
@@ -182,12 +244,11 @@ class ShiftSTN(nn.Module):
                 nn.Linear(64, 1),
             )
         elif localisation == "mlp":
-            self.localisation = nn.Sequential(
-                nn.Flatten(), nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
-            )
+            self.localisation = Localisation()
         else:
             raise ValueError(f"localisation must be 'conv' or 'mlp', got {localisation!r}")
         self.classifier = Backbone(GRID_SIZE + (len(LEVELS) if acquisition_input else 0), hidden)
+        self.shares = ShareHead(hidden[1]) if shares else None
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
@@ -198,25 +259,88 @@ class ShiftSTN(nn.Module):
             aligned = torch.sqrt(aligned.clamp_min(0) + 1e-8)
         if self.acquisition is not None:
             aligned = torch.cat([aligned, self.acquisition.recorded(measured, x)], dim=1)
-        return self.classifier(aligned), shift_ev
+        return classify(self.classifier, self.shares, aligned, shift_ev)
+
+
+REGION_WINDOW_EV = 16.0  # the window each level's encoder reads, centred on the level's lines
+REGION_CHANNELS = (16, 16, 32)
+
+
+class RegionSTN(nn.Module):
+    """The STN with per-region encoders: localise and align as `ShiftSTN`, then cut one window
+    of REGION_WINDOW_EV around each core level's library lines out of the square root of the
+    aligned spectrum, encode every window with the same small convolution stack (local line
+    shapes, tolerant of a few tenths of an eV of scatter), project each level's features with
+    its own linear map, and classify the levels' features with the recorded-levels vector.
+    The windows keep the unit-area scale, so element ratios (O/C, N/C) still reach the classifier.
+    """
+
+    calibrated_shift = True
+
+    def __init__(self, hidden: tuple[int, int] = (512, 256), level_features: int = 48, shares: bool = True):
+        super().__init__()
+        library = load_library()
+        width = int(round(REGION_WINDOW_EV / GRID_STEP_EV))
+        starts = []
+        for level in LEVELS:
+            lo, hi = library.level_extent_ev(level)
+            start = int(round(((lo + hi) / 2 - REGION_WINDOW_EV / 2 - GRID_START_EV) / GRID_STEP_EV))
+            starts.append(min(max(start, 0), GRID_SIZE - width))
+        index = torch.tensor(starts)[:, None] + torch.arange(width)[None, :]
+        self.register_buffer("window_index", index.reshape(-1), persistent=False)
+        self.width = width
+        self.localisation = Localisation()
+        self.acquisition = Acquisition()
+        c1, c2, c3 = REGION_CHANNELS
+        self.encoder = nn.Sequential(
+            nn.Conv1d(1, c1, 7, padding=3),
+            nn.LeakyReLU(0.01),
+            nn.Conv1d(c1, c2, 5, stride=2, padding=2),
+            nn.LeakyReLU(0.01),
+            nn.Conv1d(c2, c3, 5, stride=2, padding=2),
+            nn.LeakyReLU(0.01),
+        )
+        encoded = c3 * ((width + 3) // 4)
+        self.level_weight = nn.Parameter(torch.randn(len(LEVELS), encoded, level_features) / encoded**0.5)
+        self.level_bias = nn.Parameter(torch.zeros(len(LEVELS), level_features))
+        self.classifier = Backbone(len(LEVELS) * (level_features + 1), hidden)
+        self.shares = ShareHead(hidden[1]) if shares else None
+
+    def forward(self, spectra, measured=None):
+        x = normalise(spectra)
+        shift_ev, aligned = self.localisation.align(x)
+        # square root lifts minor lines and stabilises counting noise; x10 brings it near O(1)
+        root = torch.sqrt(aligned.clamp_min(0) + 1e-8) * 10.0
+        n, levels = x.shape[0], len(LEVELS)
+        windows = root.index_select(1, self.window_index).reshape(n * levels, 1, self.width)
+        encoded = self.encoder(windows).reshape(n, levels, -1)
+        features = torch.einsum("nle,lef->nlf", encoded, self.level_weight) + self.level_bias
+        recorded = self.acquisition.recorded(measured, x)
+        features = torch.cat([F.leaky_relu(features, 0.01) * recorded[:, :, None], recorded[:, :, None]], dim=2)
+        return classify(self.classifier, self.shares, features.flatten(1), shift_ev)
 
 
 class Acquisition(nn.Module):
     """Fixed maps (buffers, not trained) from the mask and the unit-area spectrum:
 
     recorded (N, levels): 1 where at least RECORDED_COVERAGE of a level's lines were recorded;
-    determined (N, 32): the share of a label's defining levels recorded (0 = nothing measured
-    could show it); out_of_library_score (N,): the share of the spectrum's area where the
-    library has no lines (`explained_mask`).
+    determined (N, 32): the share of a label's defining levels recorded, 0 when a required
+    heteroatom level is missing or the label is not determinable (`acquisition.label_determined`);
+    out_of_library_score (N,): the share of the spectrum's area where the library has no lines
+    (`explained_mask`); level_area (N, levels): each level's share of the area, from its
+    acquisition window (`level_area_matrix`; classical quantification starts from it).
     """
 
     def __init__(self):
         super().__init__()
         library = load_library()
         self.register_buffer("coverage", torch.from_numpy(coverage_matrix(library)))
-        defining = library.label_levels(LEVELS).astype("float32")
-        self.register_buffer("defining_share", torch.from_numpy(defining / defining.sum(axis=1, keepdims=True)))
+        share, required, determinable = (torch.from_numpy(m) for m in determination_maps(library))
+        self.register_buffer("defining_share", share)
+        self.register_buffer("required", required)
+        self.register_buffer("determinable", determinable)
         self.register_buffer("unexplained", torch.from_numpy(1.0 - explained_mask(library, EXPLAINED_SHIFT_EV)))
+        self.register_buffer("level_windows", torch.from_numpy(level_area_matrix()))
 
     def recorded(self, measured, x):
         if measured is None:
@@ -224,17 +348,23 @@ class Acquisition(nn.Module):
         return (measured @ self.coverage >= RECORDED_COVERAGE).to(x.dtype)
 
     def forward(self, x, measured):
-        """(determined (N, 32), out_of_library_score (N,)) for unit-area spectra x."""
-        determined = self.recorded(measured, x) @ self.defining_share.T
-        return determined, (x * self.unexplained).sum(dim=1)
+        """(determined (N, 32), out_of_library_score (N,), recorded (N, L), level_area (N, L))
+        for unit-area spectra x; `determined` follows `acquisition.label_determined`."""
+        recorded = self.recorded(measured, x)
+        complete = ((1.0 - recorded) @ self.required.T == 0).to(x.dtype)
+        determined = (recorded @ self.defining_share.T) * complete * self.determinable
+        return determined, (x * self.unexplained).sum(dim=1), recorded, x @ self.level_windows
 
 
 class Deployed(nn.Module):
-    """What the exported graph computes from (spectra, measured): probabilities (N, 32) with
-    per-label temperature calibration and 0.5 (no evidence) where `determined` is 0, shift_ev
-    (N,), determined (N, 32) and out_of_library_score (N,)."""
+    """What the exported graph computes from (spectra, measured) (`contract.MODEL_OUTPUTS`):
+    probabilities (N, 32) with per-label temperature calibration and 0.5 (no evidence) where
+    `determined` is 0; shift_ev (N,); determined (N, 32); out_of_library_score (N,);
+    group_fraction (N, 32), the share of the sample's non-H atoms in each group, and
+    group_fraction_std (N, 32), its calibrated spread (NaN for models without a composition
+    head); level_recorded and level_area (N, L), for the classical element quantification."""
 
-    def __init__(self, model: nn.Module, temperature=None):
+    def __init__(self, model: nn.Module, temperature=None, share_scale=None):
         super().__init__()
         self.model = model
         # the model's own maps when it reads the mask: one set of buffers in the graph, so
@@ -242,13 +372,21 @@ class Deployed(nn.Module):
         self.acquisition = getattr(model, "acquisition", None) or Acquisition()
         t = torch.ones(NUM_LABELS) if temperature is None else torch.as_tensor(temperature, dtype=torch.float32)
         self.register_buffer("temperature", t.clone())
+        scale = torch.ones(NUM_LABELS) if share_scale is None else torch.as_tensor(share_scale, dtype=torch.float32)
+        self.register_buffer("share_scale", scale.clone())
 
     def forward(self, spectra, measured):
-        logits, shift_ev = self.model(spectra, measured)
-        determined, score = self.acquisition(normalise(spectra), measured)
-        probs = torch.sigmoid(logits / self.temperature)
+        out = self.model(spectra, measured)
+        determined, score, recorded, level_area = self.acquisition(normalise(spectra), measured)
+        probs = torch.sigmoid(out.logits / self.temperature)
         probs = torch.where(determined > 0, probs, torch.full_like(probs, 0.5))
-        return probs, shift_ev, determined, score
+        if out.share_logits is None:
+            fraction = torch.full_like(probs, float("nan"))
+            spread = fraction
+        else:
+            fraction = torch.softmax(out.share_logits, dim=1)
+            spread = torch.exp(out.share_log_scale) * self.share_scale
+        return probs, out.shift_ev, determined, score, fraction, spread, recorded, level_area
 
 
 ACQ_HIDDEN = (512, 256)
@@ -259,6 +397,10 @@ MODELS = {
     "stn-shift": ShiftSTN,
     # reads the measured-region mask; twice the classifier width for the harder mix of acquisitions
     "stn-acq": lambda: ShiftSTN(acquisition_input=True, hidden=ACQ_HIDDEN),
+    # the same with a composition head (contract version 3)
+    "stn-acq-shares": lambda: ShiftSTN(acquisition_input=True, hidden=ACQ_HIDDEN, shares=True),
+    # per-region convolutional encoders after the alignment, with a composition head
+    "stn-region": RegionSTN,
     "stn-acq-narrow": lambda: ShiftSTN(acquisition_input=True),  # ablation: Appendix A width
     # ablations of stn-shift
     "stn-shift-convloc": lambda: ShiftSTN(localisation="conv"),

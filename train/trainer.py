@@ -20,45 +20,50 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from xpstream.contract import NUM_LABELS
-from xpstream.train.acquisition import measured_mask
+from xpstream.contract import MODEL_OUTPUTS, NUM_LABELS, labels_to_multihot
+from xpstream.train.acquisition import label_determined
 from xpstream.train.export import model_weights, read_exported, weights_from_onnx
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
-from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
-from xpstream.train.models import Acquisition, Deployed, ShiftSTN, build_model, normalise
+from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings, option
+from xpstream.train.models import MODELS, Acquisition, Deployed, ModelOutput, build_model, normalise
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data
 OUT_OF_LIBRARY_FALSE_ALARM = 0.002  # share of validation (library) spectra the flag may raise
 OUT_OF_LIBRARY_FLOOR = 0.05  # the out-of-library threshold never goes below this share of area
+HEADLINE_EXCLUDED = ("alkane",)  # scored on its own: adventitious carbon makes it a weaker claim
+SHARE_COVERAGE = 0.683  # +-1 spread of a group share holds the truth this often (validation)
+SPREAD_LOSS_WEIGHT = 0.1  # the error-scale likelihood beside the share error
 
 
 @dataclass
 class TrainConfig:
-    model: str = "stn-shift"
-    out: str = "runs/stn-shift"
+    """One training run (stored in RUN/config.json and in the exported model)."""
+
+    model: str = option("stn-shift", "architecture (see `xpstream.train.models.MODELS`)", choices=tuple(MODELS))
+    out: str = option("", "run directory (default runs/MODEL)")
     mixtures: MixtureSettings = field(default_factory=lambda: MixtureSettings(max_shift_ev=5.0))
-    train_size: int = 100_000  # fresh spectra per epoch
-    val_size: int = 10_000
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    shift_loss_weight: float = 1.0  # on SmoothL1(shift_ev), for models that report a shift
-    label_weighting: bool = False  # BCE pos_weight from label frequencies
-    patience: int = 6
-    init_from: str = ""  # best.pt or exported .onnx whose weights start this run (see `warm_start`)
-    seed: int = 0
-    device: str = "auto"
+    train_size: int = option(100_000, "fresh spectra per epoch")
+    val_size: int = option(10_000, "validation spectra (their own seed)")
+    epochs: int = option(30, "epochs")
+    batch_size: int = option(256, "spectra per optimiser step")
+    lr: float = option(2e-3, "peak learning rate of the one-cycle schedule")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    shift_loss_weight: float = option(1.0, "weight of SmoothL1(shift_ev), for models that report a shift")
+    fraction_loss_weight: float = option(1.0, "weight of the group-share loss, for models that report shares")
+    label_weighting: bool = option(False, "BCE pos_weight from label frequencies")
+    patience: int = option(6, "epochs without improvement before stopping")
+    init_from: str = option("", "start from the weights of this best.pt or .onnx (layers that grew: the old part)")
+    seed: int = option(0, "seed of the training data (validation: seed + 1000003)")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda")
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
-        data = dict(data)
-        data["mixtures"] = MixtureSettings(**{**data["mixtures"], "polymers": tuple(data["mixtures"]["polymers"])})
-        return cls(**data)
+        return cls(**{**data, "mixtures": MixtureSettings.from_dict(data["mixtures"])})
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,30 +73,98 @@ def pick_device(name: str) -> torch.device:
 
 
 def to_tensors(batch: Batch, device):
-    return (
-        torch.from_numpy(batch.spectra).to(device),
-        torch.from_numpy(batch.measured()).to(device),
-        torch.from_numpy(batch.labels.astype(np.float32)).to(device),
-        torch.from_numpy(batch.shift_ev).to(device),
+    """(spectra, masks, labels, shifts, not-ambiguous, group fractions) as tensors."""
+    arrays = (
+        batch.spectra,
+        batch.measured(),
+        batch.labels.astype(np.float32),
+        batch.shift_ev,
+        1.0 - batch.ambiguous.astype(np.float32),
+        batch.group_fraction,
     )
+    return tuple(torch.from_numpy(a).to(device) for a in arrays)
+
+
+def scored_entries(batch: Batch, determined: np.ndarray) -> np.ndarray:
+    """(N, 32) bool: the labels each spectrum is judged on - its recorded regions can settle
+    them and they are not traces (`Batch.ambiguous`)."""
+    return (determined > 0) & ~batch.ambiguous.astype(bool)
+
+
+def rule_scoring(library, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """(determined (N, 32) by today's rules from the batch's plans, scored entries): every model
+    is judged by the same rules, whatever its own `determined` output says."""
+    recorded = batch.recorded.astype(bool) | batch.whole.astype(bool)[:, None]
+    determined = label_determined(library, recorded)
+    return determined, scored_entries(batch, determined)
+
+
+def headline(scored: np.ndarray) -> np.ndarray:
+    """The scored entries without HEADLINE_EXCLUDED (alkane, reported on its own)."""
+    return scored & ~labels_to_multihot(HEADLINE_EXCLUDED).astype(bool)[None, :]
+
+
+def reports_shift(model) -> bool:
+    """True for models whose shift_ev is trained against the true shift (eV)."""
+    return getattr(model, "calibrated_shift", False)
+
+
+def training_loss(out: ModelOutput, tensors, scored, config: TrainConfig, pos_weight=None):
+    """BCE over the scored labels, SmoothL1 on the shift (models that report one), and for models
+    with a composition head the total-variation distance between predicted and true group shares
+    plus a Laplace likelihood of the shares' error scale (the scale learns |error|, detached)."""
+    _, _, y, shift, _, fraction = tensors
+    bce = F.binary_cross_entropy_with_logits(out.logits, y, pos_weight=pos_weight, reduction="none")
+    loss = (bce * scored).sum() / scored.sum().clamp_min(1)
+    if config.shift_loss_weight and out.shift_ev.requires_grad:
+        loss = loss + config.shift_loss_weight * F.smooth_l1_loss(out.shift_ev, shift, beta=0.1)
+    if out.share_logits is not None:
+        error = (torch.softmax(out.share_logits, dim=1) - fraction).abs()
+        spread = (out.share_log_scale + error.detach() / out.share_log_scale.exp()).mean()
+        loss = loss + config.fraction_loss_weight * (0.5 * error.sum(dim=1).mean() + SPREAD_LOSS_WEIGHT * spread)
+    return loss
+
+
+def predict(model, batch: Batch, temperature=None, device=None, measured=None, share_scale=None) -> dict:
+    """What the exported graph would say about a batch (see `Deployed`), plus the raw logits and
+    share scales: numpy arrays keyed MODEL_OUTPUTS, logits, share_log_scale. The masks come from
+    the batch's plans unless `measured` (N, GRID_SIZE) is given."""
+    masks = measured if measured is not None else batch.measured()
+    return predict_arrays(model, batch.spectra, masks, temperature, share_scale, device)
 
 
 @torch.no_grad()
-def predict(model, batch: Batch, temperature=None, device=None, batch_size: int = 1024, measured=None) -> dict:
-    """What the exported graph would say about a batch (see `Deployed`), plus the raw logits:
-    numpy arrays keyed probabilities, shift_ev, determined, out_of_library_score, logits.
-    The masks come from the batch's plans unless `measured` (N, GRID_SIZE) is given."""
+def predict_arrays(model, spectra, measured, temperature=None, share_scale=None, device=None, batch_size=1024) -> dict:
+    """`predict` for arrays: spectra and masks (N, GRID_SIZE) float32."""
     device = device or next(model.parameters()).device
-    deployed = Deployed(model, temperature).to(device).eval()
-    out = {k: [] for k in ("probabilities", "shift_ev", "determined", "out_of_library_score", "logits")}
-    for start in range(0, len(batch.spectra), batch_size):
+    deployed = Deployed(model, temperature, share_scale).to(device).eval()
+    out = {k: [] for k in (*MODEL_OUTPUTS, "logits", "share_log_scale")}
+    for start in range(0, len(spectra), batch_size):
         rows = slice(start, start + batch_size)
-        x = torch.from_numpy(np.ascontiguousarray(batch.spectra[rows])).to(device)
-        m = measured_mask(batch.recorded[rows], batch.whole[rows]) if measured is None else measured[rows]
-        m = torch.from_numpy(np.ascontiguousarray(m)).to(device)
-        for key, value in zip(out, (*deployed(x, m), model(x, m)[0]), strict=True):
+        x = torch.from_numpy(np.ascontiguousarray(spectra[rows], dtype=np.float32)).to(device)
+        m = torch.from_numpy(np.ascontiguousarray(measured[rows], dtype=np.float32)).to(device)
+        raw = model(x, m)
+        log_scale = (
+            raw.share_log_scale if raw.share_log_scale is not None else torch.full_like(raw.logits, float("nan"))
+        )
+        for key, value in zip(out, (*deployed(x, m), raw.logits, log_scale), strict=True):
             out[key].append(value.cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def fit_share_scale(fraction: np.ndarray, truth: np.ndarray, log_scale: np.ndarray, determined: np.ndarray):
+    """Per-label factors on the learnt error scales so that +-1 spread holds the true share
+    SHARE_COVERAGE of the time on validation data (entries where the share is not trivially
+    zero: true or predicted share above 1 %); ones where too few entries (or no head)."""
+    out = np.ones(truth.shape[1], dtype=np.float32)
+    if not np.isfinite(log_scale).all():
+        return out
+    ratio = np.abs(fraction - truth) / np.exp(log_scale)
+    relevant = (determined > 0) & ((truth > 0.01) | (fraction > 0.01))
+    for j in range(truth.shape[1]):
+        if relevant[:, j].sum() >= 20:
+            out[j] = max(float(np.quantile(ratio[relevant[:, j], j], SHARE_COVERAGE)), 1e-3)
+    return out
 
 
 def fit_temperature(logits: np.ndarray, truth: np.ndarray, scored: np.ndarray, steps: int = 200) -> np.ndarray:
@@ -150,6 +223,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     library = load_library()
     train_gen = MixtureGenerator(library, config.mixtures, seed=config.seed)
@@ -183,7 +258,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
     (out / "config.json").write_text(json.dumps(config.to_json(), indent=1))
-    with_shift = isinstance(model, ShiftSTN)
+    with_shift = reports_shift(model)
     acquisition = Acquisition().to(device)  # which labels the recorded regions can speak to
 
     for epoch in range(state["epoch"] + 1, config.epochs if not state.get("stopped") else 0):
@@ -192,35 +267,34 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         bar = tqdm(total=config.train_size, desc=f"epoch {epoch}", unit="sp", disable=not progress, leave=False)
         losses, hits, seen = [], 0, 0
         for chunk in train_gen.iter_chunks(config.train_size, chunk=config.batch_size * 16, workers=1):
-            x_all, m_all, y_all, s_all = to_tensors(chunk, device)
-            for start in range(0, len(x_all), config.batch_size):
-                x, m, y, s = (t[start : start + config.batch_size] for t in (x_all, m_all, y_all, s_all))
-                logits, shift = model(x, m)
-                # labels nothing recorded could show carry no loss: no prior is learnt for them
-                scored = (acquisition(normalise(x), m)[0] > 0).to(x.dtype)
-                bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
-                loss = (bce * scored).sum() / scored.sum().clamp_min(1)
-                if with_shift:
-                    loss = loss + config.shift_loss_weight * F.smooth_l1_loss(shift, s, beta=0.1)
+            everything = to_tensors(chunk, device)
+            for start in range(0, len(everything[0]), config.batch_size):
+                tensors = tuple(t[start : start + config.batch_size] for t in everything)
+                x, m, y, _, known, _ = tensors
+                output = model(x, m)
+                # labels nothing recorded could show, and traces, carry no loss: no prior is learnt
+                scored = (acquisition(normalise(x), m)[0] > 0).to(x.dtype) * known
+                loss = training_loss(output, tensors, scored, config, pos_weight)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
                 schedule.step()
                 losses.append(loss.item())
-                hits += int((((logits > 0) == (y > 0.5)) | (scored == 0)).all(dim=1).sum())
+                hits += int((((output.logits > 0) == (y > 0.5)) | (scored == 0)).all(dim=1).sum())
                 seen += len(x)
                 bar.update(len(x))
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{hits / seen:.3f}")
         bar.close()
         v = predict(model, val, device=device)
-        metric = exact_match(val.labels, v["probabilities"] >= 0.5, v["determined"] > 0)
+        metric = exact_match(val.labels, v["probabilities"] >= 0.5, headline(scored_entries(val, v["determined"])))
         record = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "train_exact_match": hits / seen,
             "val_exact_match": metric,
             "val_shift_mae_ev": float(np.mean(np.abs(v["shift_ev"] - val.shift_ev))) if with_shift else None,
+            "val_share_mae": float(np.nanmean(np.abs(v["group_fraction"] - val.group_fraction))),
             "lr": schedule.get_last_lr()[0],
         }
         state["history"].append(record)
@@ -246,10 +320,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
 
     model.load_state_dict(state["best_model"])
     v = predict(model, val, device=device)
-    scored = v["determined"] > 0
+    scored = scored_entries(val, v["determined"])
     temperature = fit_temperature(v["logits"], val.labels, scored)
+    share_scale = fit_share_scale(v["group_fraction"], val.group_fraction, v["share_log_scale"], v["determined"])
     probs = predict(model, val, temperature, device=device)["probabilities"]
-    thresholds = tune_thresholds(val.labels, probs, scored=scored)
+    thresholds = tune_thresholds(val.labels, probs, scored=headline(scored))
     # every validation spectrum is a library polymer mixture: the flag's false-alarm rate there
     # is at most OUT_OF_LIBRARY_FALSE_ALARM, and never below the floor (real backgrounds)
     score_threshold = max(
@@ -261,11 +336,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         "config": config.to_json(),
         "thresholds": thresholds.tolist(),
         "temperature": temperature.tolist(),
+        "share_scale": share_scale.tolist(),
         "out_of_library_threshold": score_threshold,
         "history": state["history"],
         "best_epoch": state["best_epoch"],
         "val_exact_match": state["best_metric"],
-        "val_exact_match_tuned": exact_match(val.labels, probs >= thresholds, scored),
+        "val_exact_match_tuned": exact_match(val.labels, probs >= thresholds, headline(scored)),
     }
     save_atomic(best, out / "best.pt")
     return best
@@ -284,6 +360,7 @@ def exported_checkpoint(path: str | Path) -> dict:
         "config": {**config, "mixtures": training["generator"]},  # as best.pt holds it (from_json reads it)
         "thresholds": list(metadata.thresholds),
         "temperature": tensors["temperature"].tolist(),
+        "share_scale": tensors["share_scale"].tolist() if "share_scale" in tensors else None,
         "out_of_library_threshold": metadata.out_of_library_threshold,
     }
 

@@ -7,6 +7,7 @@ commands never import training code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,58 +27,52 @@ def _load_library(args):
     return load_library(args.physics, args.polymer_file)
 
 
-def _mixture_args(p: argparse.ArgumentParser) -> None:
-    from xpstream.train.mixtures import ACQUISITIONS
+def add_options(group, cls, defaults, skip=()) -> None:
+    """One option per field of a settings dataclass, from the field's metadata (help, flag,
+    nargs, type, choices) and the default of `defaults` (an instance): each default is written
+    once, in the dataclass."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip or "help" not in f.metadata:
+            continue
+        meta = dict(f.metadata)
+        flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        default = getattr(defaults, f.name)
+        kwargs = {
+            "dest": f.name,
+            "default": default,
+            "help": meta.pop("help").replace("%", "%%") + " (default: %(default)s)",
+        }
+        if isinstance(default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = meta.pop("type", type(default))
+        kwargs.update(meta)
+        group.add_argument(flag, **kwargs)
+
+
+def from_options(cls, args, **fixed):
+    """The dataclass built from the options `add_options` made (tuples kept tuples)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in fixed or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values, **fixed)
+
+
+def _mixture_args(p: argparse.ArgumentParser, defaults=None) -> None:
+    from xpstream.train.mixtures import MixtureSettings
 
     g = p.add_argument_group("mixture generator (defaults follow the published protocol)")
-    g.add_argument("--max-shift", type=float, default=3.0, help="shift drawn from U(-S, S) eV (default 3)")
-    g.add_argument("--components", type=int, nargs=2, default=(2, 4), metavar=("MIN", "MAX"))
-    g.add_argument("--broadening", type=float, default=0.2, help="HalfNormal scale of the Gaussian sigma, eV")
-    g.add_argument("--be-jitter", type=float, default=0.0, help="binding-energy jitter, eV (<= 0.1)")
-    g.add_argument("--width-jitter", type=float, default=0.0, help="relative width jitter, e.g. 0.1")
-    g.add_argument(
-        "--shakeup-jitter",
-        type=float,
-        default=0.0,
-        help="shake-up area kept drawn from U(1 - s, 1) per polymer, s <= 1 (Shirley can eat the satellite)",
-    )
-    g.add_argument(
-        "--adventitious-carbon",
-        type=float,
-        default=0.0,
-        help="share of each spectrum's area from adventitious carbon, drawn from U(0, A) (no label)",
-    )
-    g.add_argument("--variants", type=int, default=8, help="jittered templates per polymer")
-    g.add_argument("--noise-counts", type=float, default=0.0, help="Poisson noise at this many counts (0: none)")
-    g.add_argument("--residual-background", type=float, default=0.0, help="std of residual Shirley step")
-    g.add_argument(
-        "--acquisition",
-        choices=ACQUISITIONS,
-        default="full",
-        help="full: whole grid (paper); regions: the regions of the elements present; random: realistic plans",
-    )
-    g.add_argument("--polymers", nargs="+", default=(), help="restrict to these polymers (names or abbreviations)")
-    g.add_argument("--seed", type=int, default=0)
+    add_options(g, MixtureSettings, defaults or MixtureSettings())
+    g.add_argument("--seed", type=int, default=0, help="seed of the generated data (default: %(default)s)")
 
 
 def _mixture_settings(args):
     from xpstream.train.mixtures import MixtureSettings
 
-    return MixtureSettings(
-        max_shift_ev=args.max_shift,
-        min_components=args.components[0],
-        max_components=args.components[1],
-        broadening_scale_ev=args.broadening,
-        be_jitter_ev=args.be_jitter,
-        width_jitter=args.width_jitter,
-        shakeup_jitter=args.shakeup_jitter,
-        adventitious_carbon=args.adventitious_carbon,
-        variants=args.variants,
-        noise_counts=args.noise_counts,
-        residual_background=args.residual_background,
-        acquisition=args.acquisition,
-        polymers=tuple(args.polymers),
-    )
+    return from_options(MixtureSettings, args)
 
 
 def _generator(args, library):
@@ -140,23 +135,9 @@ def cmd_compare(args) -> None:
 def _train_config(args):
     from xpstream.train.trainer import TrainConfig
 
-    return TrainConfig(
-        model=args.model,
-        out=str(args.out or Path("runs") / f"{args.model}-{args.max_shift:g}ev"),
-        mixtures=_mixture_settings(args),  # validated when the trainer builds its generators
-        train_size=args.train_size,
-        val_size=args.val_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        shift_loss_weight=args.shift_loss_weight,
-        label_weighting=args.label_weighting,
-        patience=args.patience,
-        init_from=getattr(args, "init_from", ""),  # `train` only
-        seed=args.seed,
-        device=args.device,
-    )
+    mixtures = _mixture_settings(args)  # validated when the trainer builds its generators
+    out = args.out or Path("runs") / f"{args.model}-{mixtures.max_shift_ev:g}ev"
+    return from_options(TrainConfig, args, mixtures=mixtures, out=str(out), model=args.model)
 
 
 def cmd_train(args) -> None:
@@ -183,40 +164,13 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from xpstream.contract import ModelMetadata
-    from xpstream.train.export import export_onnx
-    from xpstream.train.library import load_library
-    from xpstream.train.trainer import load_trained
+    from xpstream.train.export import export_trained
 
-    model, thresholds, best = load_trained(args.checkpoint)
-    metrics = {}
-    for item in args.report:
-        name, _, path = item.partition("=")
-        report = json.loads(Path(path).read_text())
-        first = next(iter(report["models"].values()))
-        keys = ("exact_match", "exact_match_at_0.5", "micro_f1", "macro_f1", "shift_mae_ev")
-        metrics[name] = {k: round(first[k], 4) for k in keys if k in first}
-        metrics[name]["ece"] = round(first["calibration"]["calibrated"]["ece"], 4)
-        metrics[name]["test_set"] = {k: report["test_set"][k] for k in ("n", "seed")}
-        metrics[name]["test_set"]["acquisition"] = report["test_set"]["settings"]["acquisition"]
-        metrics[name]["test_set"]["max_shift_ev"] = report["test_set"]["settings"]["max_shift_ev"]
-    metadata = ModelMetadata(
-        model_id=args.model_id,
-        version=args.version,
-        thresholds=[float(t) for t in thresholds],
-        out_of_library_threshold=float(best.get("out_of_library_threshold", 1.0)),
-        elements=sorted({level.element for level in load_library().levels.values()}),
-        training_data={
-            "model": best["model_name"],
-            "generator": best["config"]["mixtures"],
-            "train_size_per_epoch": best["config"]["train_size"],
-            "epochs_trained": len(best["history"]),
-            "best_epoch": best["best_epoch"],
-            "seed": best["config"]["seed"],
-        },
-        metrics=metrics,
+    print(
+        export_trained(
+            args.checkpoint, args.out, args.model_id, args.version, dict(r.partition("=")[::2] for r in args.report)
+        )
     )
-    print(export_onnx(model, metadata, args.out, temperature=best["temperature"]))
 
 
 def cmd_export_preprocess(args) -> None:
@@ -229,9 +183,29 @@ def cmd_evaluate(args) -> None:
     from xpstream.train.evaluate import evaluate_checkpoints
 
     evaluate_checkpoints(
-        args.checkpoints, args.n, args.out, args.max_shift, args.acquisition, tuple(args.exclude_labels)
+        args.checkpoints,
+        args.n,
+        args.out,
+        args.max_shift,
+        args.acquisition,
+        tuple(args.exclude_labels),
+        transfer=args.transfer,
+        measured_folder=args.measured if args.transfer else None,
     )
-    print((Path(args.out) / "report.md").read_text().split("\n## ")[0])
+    report = (Path(args.out) / "report.md").read_text()
+    print(report.split("\n## Sensitivity")[0] if args.transfer else report.split("\n## ")[0])
+
+
+def cmd_lpo(args) -> None:
+    from xpstream.train.transfer import leave_polymers_out
+
+    summary = leave_polymers_out(_train_config(args), args.folds, args.test_size, args.out)
+    for row in summary["folds"]:
+        print(
+            f"fold {row['fold']}: held-out mixtures {row['exact_match_held_out']:.4f} (n={row['n_held_out']}), "
+            f"others {row['exact_match_seen']:.4f}"
+        )
+    print(f"mean: held-out {summary['exact_match_held_out']:.4f}, others {summary['exact_match_seen']:.4f}")
 
 
 def format_prediction(pred, regions: list[str]) -> str:
@@ -400,18 +374,11 @@ def cmd_bench(args) -> None:
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training")
-    g.add_argument("--train-size", type=int, default=100_000, help="fresh spectra per epoch")
-    g.add_argument("--val-size", type=int, default=10_000)
-    g.add_argument("--epochs", type=int, default=30)
-    g.add_argument("--batch-size", type=int, default=256)
-    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--shift-loss-weight", type=float, default=1.0)
-    g.add_argument("--label-weighting", action="store_true", help="BCE pos_weight from label frequencies")
-    g.add_argument("--patience", type=int, default=6, help="epochs without improvement before stopping")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    _mixture_args(p)
+    from xpstream.train.trainer import TrainConfig
+
+    defaults = TrainConfig()
+    add_options(p.add_argument_group("training"), TrainConfig, defaults, skip=("model", "out", "seed"))
+    _mixture_args(p, defaults.mixtures)
     _library_args(p)
 
 
@@ -455,19 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     _library_args(p)
     p.set_defaults(func=cmd_compare)
 
+    from xpstream.train.models import MODELS
+    from xpstream.train.trainer import TrainConfig
+
     p = sub.add_parser("train", help="train a model on fresh synthetic mixtures (needs the [train] extra)")
     p.add_argument(
-        "--model",
-        default="stn-shift",
-        help="mlp, cnn, stn (paper), stn-shift (default), stn-shift-convloc, stn-shift-linear",
+        "--model", default=TrainConfig.model, choices=sorted(MODELS), help="architecture (default: %(default)s)"
     )
     p.add_argument("--out", type=Path, help="run directory (default runs/MODEL-SHIFTev)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
-    p.add_argument(
-        "--init-from",
-        default="",
-        help="start from the weights of this best.pt or .onnx (layers that grew: the old part)",
-    )
     _training_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -514,7 +477,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL",
         help="also report the exact match over the other labels (e.g. alkene)",
     )
+    p.add_argument(
+        "--transfer",
+        action="store_true",
+        help="also the transfer table: cross-renderer and single-polymer sets, measured files (first in the report)",
+    )
+    p.add_argument(
+        "--measured",
+        type=Path,
+        default=Path("../shared/realxps"),
+        help="folder of the measured files with stated expectations (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "lpo", help="leave-polymers-out: train one model per fold of the library, score it on the held-out polymers"
+    )
+    p.add_argument(
+        "--model", default=TrainConfig.model, choices=sorted(MODELS), help="architecture (default: %(default)s)"
+    )
+    p.add_argument("--folds", type=int, default=4, help="folds of the library (default: %(default)s)")
+    p.add_argument("--test-size", type=int, default=10_000, help="test spectra (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("reports/lpo"), help="report and fold runs (default: %(default)s)")
+    _training_args(p)
+    p.set_defaults(func=cmd_lpo)
 
     p = sub.add_parser("predict", help="classify instrument files with a model (default: the shipped one)")
     p.add_argument("files", nargs="+")

@@ -18,7 +18,9 @@ from itertools import compress
 
 import numpy as np
 
-CONTRACT_VERSION = "2"  # 2: measured-region mask input, determinability, out-of-library flag
+# 2: measured-region mask input, determinability, out-of-library flag
+# 3: group shares and element composition (quantification), alkene never determined
+CONTRACT_VERSION = "3"
 
 # --- energy grid -----------------------------------------------------------------------
 GRID_START_EV = 40.0
@@ -140,9 +142,29 @@ def whole_grid_mask(n: int) -> np.ndarray:
 # Outputs: probabilities (N, 32); shift_ev (N,); determined (N, 32), the share of each label's
 # defining core levels that were recorded (0: nothing measured could show the label, and its
 # probability is 0.5); out_of_library_score (N,), the share of the spectrum's area where the
-# library has no lines.
+# library has no lines; group_fraction (N, 32), the GROUP SHARE of each label, and
+# group_fraction_std (N, 32), its calibrated spread (NaN: the model has no composition head);
+# level_recorded (N, L) and level_area (N, L), per core level of the model's `levels` metadata:
+# 1 where it was recorded, and its share of the unit-area spectrum (element quantification).
 MODEL_INPUTS = ("spectra", "measured")
-MODEL_OUTPUTS = ("probabilities", "shift_ev", "determined", "out_of_library_score")
+MODEL_OUTPUTS = (
+    "probabilities",
+    "shift_ev",
+    "determined",
+    "out_of_library_score",
+    "group_fraction",
+    "group_fraction_std",
+    "level_recorded",
+    "level_area",
+)
+
+# GROUP SHARE: the share of the sample's atoms other than hydrogen (XPS does not see H) that sit
+# in a functional group's environments; contamination layers (adventitious carbon, surface
+# oxidation, silicone) are not the sample. Every atom of a library polymer belongs to exactly one
+# group, so the shares of a sample add up to 1. Worked example, PMMA (C5H8O2, 7 non-H atoms): the
+# ester's C=O carbon, its O-CH3 carbon and both oxygens are 4 atoms, so ester (aliphatic) 4/7 =
+# 57 %; the CH3, CH2 and quaternary carbons are alkane, 3/7 = 43 %. Reported in per cent
+# (`Prediction.group_percent`) for the labels the recorded regions can settle.
 
 
 @dataclass
@@ -193,6 +215,14 @@ class Prediction:
     signal the polymer library cannot explain: out_of_library_score (the share of the area
     where the library has no lines) above the model's threshold, or recorded regions outside
     the grid that show a peak (`unexplained_regions`); the groups are then not to be trusted.
+    group_percent: the GROUP SHARE (per cent of the sample's non-H atoms) of each label the
+    recorded regions can settle, with group_percent_std its calibrated spread (+-1 std holds
+    the truth about 68 % of the time on validation data); empty for models without a
+    composition head. A group below the model's detection limit reads as a small share, not as
+    a label. atomic_percent: element composition (at. %, hydrogen not seen) over the elements
+    whose levels were recorded and show signal, from background-subtracted areas, cross sections
+    and the analyser's kinetic-energy response - no model; not_quantified names the recorded
+    elements left out and why.
     """
 
     source: str
@@ -203,6 +233,10 @@ class Prediction:
     in_library: bool
     out_of_library_score: float
     unexplained_regions: list[str]
+    group_percent: dict[str, float]
+    group_percent_std: dict[str, float]
+    atomic_percent: dict[str, float]
+    not_quantified: dict[str, str]
     model: str
     model_version: str
     contract_version: str = CONTRACT_VERSION
@@ -214,11 +248,12 @@ class Prediction:
         outputs: dict,
         metadata: ModelMetadata,
         unexplained_regions: list[str] = (),
+        composition: tuple[dict, dict] = ({}, {}),
     ) -> Prediction:
         """Build a record from one row of model outputs (keys MODEL_OUTPUTS) and the model's
         metadata (thresholds, out-of-library threshold)."""
         one_row = {key: np.asarray(value)[None] for key, value in outputs.items()}
-        return cls.from_batch([source], one_row, metadata, [unexplained_regions])[0]
+        return cls.from_batch([source], one_row, metadata, [unexplained_regions], [composition])[0]
 
     @classmethod
     def from_batch(
@@ -227,11 +262,14 @@ class Prediction:
         outputs: dict,
         metadata: ModelMetadata,
         unexplained_regions: list[list[str]],
+        compositions: list[tuple[dict, dict]] | None = None,
     ) -> list[Prediction]:
         """Records for a batch: row i of the outputs (keys MODEL_OUTPUTS) is spectrum sources[i],
-        whose recorded regions showed unexplained_regions[i]. Vectorised over the batch, as
-        the daemon builds one record per spectrum."""
+        whose recorded regions showed unexplained_regions[i] and whose element composition is
+        compositions[i] (atomic_percent, not_quantified). Vectorised over the batch, as the
+        daemon builds one record per spectrum."""
         n = len(sources)
+        compositions = compositions or [({}, {})] * n
         probs = np.asarray(outputs["probabilities"])
         determined = np.asarray(outputs["determined"])
         if probs.shape != (n, NUM_LABELS) or determined.shape != (n, NUM_LABELS) or len(unexplained_regions) != n:
@@ -240,6 +278,7 @@ class Prediction:
         undetermined = (determined <= 0).tolist()
         scores = np.asarray(outputs["out_of_library_score"], dtype=np.float64).reshape(n).tolist()
         shifts = np.asarray(outputs["shift_ev"], dtype=np.float64).reshape(n).tolist()
+        shares, spreads = _percent_of_determined(outputs, determined)
         return [
             cls(
                 source=source,
@@ -250,11 +289,36 @@ class Prediction:
                 in_library=score <= metadata.out_of_library_threshold and not unexplained,
                 out_of_library_score=score,
                 unexplained_regions=list(unexplained),
+                group_percent=share,
+                group_percent_std=spread,
+                atomic_percent=atomic,
+                not_quantified=not_quantified,
                 model=metadata.model_id,
                 model_version=metadata.version,
             )
-            for source, row_probs, row_present, row_undetermined, score, shift, unexplained in zip(
-                sources, probs.tolist(), present, undetermined, scores, shifts, unexplained_regions, strict=True
+            for (
+                source,
+                row_probs,
+                row_present,
+                row_undetermined,
+                score,
+                shift,
+                unexplained,
+                share,
+                spread,
+                (atomic, not_quantified),
+            ) in zip(
+                sources,
+                probs.tolist(),
+                present,
+                undetermined,
+                scores,
+                shifts,
+                unexplained_regions,
+                shares,
+                spreads,
+                compositions,
+                strict=True,
             )
         ]
 
@@ -273,6 +337,20 @@ class Prediction:
         return cls(**data)
 
 
+def _percent_of_determined(outputs: dict, determined: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """Per row, {label: per cent} of the group shares and of their spreads, for the determined
+    labels (empty where the model has no composition head)."""
+    fraction = np.asarray(outputs["group_fraction"], dtype=np.float64)
+    spread = np.asarray(outputs["group_fraction_std"], dtype=np.float64)
+    shares, spreads = [], []
+    for row_fraction, row_spread, row_determined in zip(fraction, spread, determined > 0, strict=True):
+        keep = row_determined & np.isfinite(row_fraction)
+        names = list(compress(LABEL_NAMES, keep))
+        shares.append(dict(zip(names, (100.0 * row_fraction[keep]).round(2).tolist(), strict=True)))
+        spreads.append(dict(zip(names, (100.0 * row_spread[keep]).round(2).tolist(), strict=True)))
+    return shares, spreads
+
+
 @dataclass
 class ModelMetadata:
     """Metadata a model file carries (ONNX metadata_props: string keys and values)."""
@@ -284,6 +362,12 @@ class ModelMetadata:
     grid: dict = field(default_factory=lambda: {"start": GRID_START_EV, "stop": GRID_STOP_EV, "step": GRID_STEP_EV})
     out_of_library_threshold: float = 1.0  # out_of_library_score above it: not in the library
     elements: list[str] = field(default_factory=list)  # the library's elements ([]: not known)
+    detection_limit: float = 0.0  # a group below this share of the atoms is a trace, not a label
+    # classical quantification: the levels of the level_* outputs, in order, as
+    # {"name", "element", "cross_section_barn", "be_ev"}, and the instrument response
+    # {"photon_energy_ev", "imfp_exponent", "transmission_exponent"} the library assumes
+    levels: list[dict] = field(default_factory=list)
+    instrument: dict = field(default_factory=dict)
     contract_version: str = CONTRACT_VERSION
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -296,9 +380,11 @@ class ModelMetadata:
         return out
 
     @classmethod
-    def from_strings(cls, props: dict[str, str]) -> ModelMetadata:
-        """Parse metadata and refuse a model that disagrees with this contract."""
-        check_version(props.get("contract_version", "?"), "model")
+    def from_strings(cls, props: dict[str, str], any_version: bool = False) -> ModelMetadata:
+        """Parse metadata and refuse a model that disagrees with this contract (any_version:
+        read a model of an earlier contract too, for training and comparisons, never to serve)."""
+        if not any_version:
+            check_version(props.get("contract_version", "?"), "model")
         try:
             meta = cls(
                 model_id=props["model_id"],
@@ -308,12 +394,17 @@ class ModelMetadata:
                 grid=json.loads(props["grid"]),
                 out_of_library_threshold=float(props["out_of_library_threshold"]),
                 elements=json.loads(props.get("elements", "[]")),
+                detection_limit=float(props.get("detection_limit", "0")),
+                levels=json.loads(props.get("levels", "[]")),
+                instrument=json.loads(props.get("instrument", "{}")),
                 contract_version=props["contract_version"],
                 training_data=json.loads(props.get("training_data", "{}")),
                 metrics=json.loads(props.get("metrics", "{}")),
             )
         except KeyError as err:
             raise ContractError(f"model metadata lacks the key {err.args[0]!r}") from None
+        except (ValueError, TypeError) as err:  # JSON or numbers that do not parse
+            raise ContractError(f"model metadata cannot be read: {str(err)[:200]}") from None
         meta.check()
         return meta
 

@@ -1,6 +1,5 @@
 """The base-spectrum simulator against independent physics computations."""
 
-import math
 import tomllib
 
 import numpy as np

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpstream.contract import LABEL_NAMES, Prediction
+from xpstream.contract import LABEL_NAMES
 from xpstream.daemon.config import WatchConfig
 
 PATTERNS = WatchConfig().patterns
@@ -41,7 +41,7 @@ def row_schema():
     """Column types of the Parquet rows: the daemon's prediction record plus file fields."""
     import pyarrow as pa
 
-    text, texts = pa.string(), pa.list_(pa.string())
+    text, texts, shares = pa.string(), pa.list_(pa.string()), pa.map_(pa.string(), pa.float64())
     return pa.schema(
         [
             ("source", text),
@@ -54,6 +54,10 @@ def row_schema():
             ("in_library", pa.bool_()),
             ("out_of_library_score", pa.float64()),
             ("unexplained_regions", texts),
+            ("group_percent", shares),
+            ("group_percent_std", shares),
+            ("atomic_percent", shares),
+            ("not_quantified", pa.map_(pa.string(), pa.string())),
             ("model", text),
             ("model_version", text),
         ]
@@ -64,48 +68,39 @@ class FilePredictor:
     """A Ray actor: one model session, batches of file paths in, prediction rows out."""
 
     def __init__(self, model_path: str, threads: int = 1):
-        from xpstream.daemon.infer import load_model
+        from xpstream.daemon.analysis import Analyser, open_backend
 
-        self.model = load_model(model_path, threads=threads)
+        self.analyser = Analyser(open_backend(model_path, threads=threads))
 
     def __call__(self, batch: dict[str, np.ndarray]):
         """A pyarrow table of prediction rows (typed, so a batch of empty lists stays list<string>)."""
         import pyarrow as pa
 
-        from xpstream.daemon.parse import parse_file
-        from xpstream.daemon.preprocess import unexplained_regions
+        from xpstream.daemon.analysis import read_file
 
-        rows = {"source": [], "error": [], "regions": []}
-        good, regions, recorded = [], [], []
+        schema = row_schema()
+        rows = {name: [None] * len(batch["path"]) for name in schema.names}
+        good, spectra = [], []
         for i, path in enumerate(batch["path"]):
+            rows["source"][i], rows["regions"][i] = str(path), []
             try:
-                parsed = parse_file(path)
+                spectra.append(read_file(path))
             except (ValueError, OSError) as err:
-                rows["error"].append(str(err))
-                rows["regions"].append([])
+                rows["error"][i] = str(err)
             else:
-                rows["error"].append(None)
-                rows["regions"].append([r.name for r in parsed.regions])
+                rows["regions"][i] = [r.name for r in spectra[-1].regions]
                 good.append(i)
-                regions.append(parsed.regions)
-                recorded.append(parsed.recorded)
-            rows["source"].append(str(path))
-        n = len(rows["source"])
-        empty = {"labels": [], "probabilities": None, "shift_ev": None, "undetermined": []}
-        empty.update(in_library=None, out_of_library_score=None, unexplained_regions=[])
-        rows.update({key: [value] * n for key, value in empty.items()})
-        if regions:
-            outputs = self.model.run_regions(regions)
-            elements = self.model.metadata.elements
-            unexplained = [unexplained_regions(seen, elements) for seen in recorded]
-            preds = Prediction.from_batch([rows["source"][i] for i in good], outputs, self.model.metadata, unexplained)
-            for i, pred in zip(good, preds, strict=True):
-                for key in empty:
-                    rows[key][i] = getattr(pred, key)
-                rows["probabilities"][i] = [pred.probabilities[name] for name in LABEL_NAMES]
-        meta = self.model.metadata
-        rows.update(model=[meta.model_id] * n, model_version=[meta.version] * n)
-        return pa.Table.from_pydict(rows, schema=row_schema())
+        for i, pred in zip(good, self.analyser.analyse(spectra) if spectra else [], strict=True):
+            record = pred.to_dict()
+            record["probabilities"] = [pred.probabilities[name] for name in LABEL_NAMES]
+            for key in schema.names:
+                if key in record:
+                    rows[key][i] = record[key]
+        meta = self.analyser.metadata
+        rows.update(model=[meta.model_id] * len(rows["source"]), model_version=[meta.version] * len(rows["source"]))
+        for key in ("labels", "undetermined", "unexplained_regions"):
+            rows[key] = [value if value is not None else [] for value in rows[key]]
+        return pa.Table.from_pydict(rows, schema=schema)
 
 
 def run_batch(

@@ -17,11 +17,12 @@ import msgpack
 import numpy as np
 import zmq
 
-from xpstream.contract import GRID_SIZE, Prediction, energy_grid, whole_grid_mask
+from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
+from xpstream.daemon.analysis import Analyser, Spectrum
 from xpstream.daemon.harness import DaemonProcess, free_port
 from xpstream.daemon.infer import load_model
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
-from xpstream.daemon.preprocess import measured_mask, regions_to_grid, unexplained_regions
+from xpstream.daemon.preprocess import measured_mask, regions_to_grid
 from xpstream.models import default_model_path
 
 
@@ -97,7 +98,8 @@ def _latency_at(d: DaemonProcess, messages: list[bytes], rate: float) -> tuple[f
 
 
 def _naive(messages: list[bytes], model) -> float:
-    """One at a time: decode, preprocess (numpy), one inference call, publish."""
+    """One at a time: decode, preprocess (numpy), one analysis call, publish."""
+    analyser = Analyser(model)
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     pub.bind(f"tcp://127.0.0.1:{free_port()}")
@@ -108,9 +110,8 @@ def _naive(messages: list[bytes], model) -> float:
             spectrum, measured = msg.spectrum, msg.measured
         else:
             spectrum, measured = regions_to_grid(msg.regions), measured_mask(msg.regions)
-        outputs = model.run(spectrum[None, :], None if measured is None else measured[None, :])
-        unexplained = unexplained_regions(msg.recorded, model.metadata.elements)
-        pred = Prediction.from_batch([msg.id], outputs, model.metadata, [unexplained])[0]
+        one = Spectrum(msg.id, spectrum, measured=measured, recorded=msg.recorded, instrument=msg.instrument)
+        pred = analyser.analyse([one])[0]
         pub.send_multipart([b"xps/bench/prediction", encode_prediction(pred, msg.id, {})])
     rate = len(messages) / (time.monotonic() - start)
     pub.close(linger=0)

@@ -44,13 +44,20 @@ Every key and its default (an empty file is a valid configuration):
     curve_clients_dir = ""    # folder of allowed clients' public key files (*.key)
     curve_publisher_key = ""  # public key file of the publishers zmq.sub connects to: SUB sockets
                               # become CURVE clients (with the daemon's keys) and hear no one else
+
+    [instruments.NAME]        # per instrument (the name in topics and messages), optional:
+    transmission_exponent = -0.5  # analyser transmission ~ KE^x (default: the model's library)
+    photon_energy_ev = 1486.6     # X-ray source (default: the model's library, Al Ka)
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from xpstream.quantify import InstrumentResponse
 
 
 class ConfigError(ValueError):
@@ -123,6 +130,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     state: StateConfig = field(default_factory=StateConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    instruments: dict[str, InstrumentResponse] = field(default_factory=dict)  # element composition
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None) -> Config:
@@ -139,6 +147,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, object] | N
         raw.setdefault(section, {})[key] = value
     config = Config()
     sections = {f.name: f for f in fields(Config)}
+    config.instruments = _instruments(raw.pop("instruments", {}))
     for name, values in raw.items():
         if name not in sections:
             raise ConfigError(f"unknown config section [{name}]; known: {', '.join(sections)}")
@@ -153,6 +162,25 @@ def load_config(path: str | Path | None = None, overrides: dict[str, object] | N
             setattr(target, key, _typed(f"{name}.{key}", value, default))
     _check(config)
     return config
+
+
+def _instruments(raw) -> dict[str, InstrumentResponse]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[instruments] must hold one table per instrument, e.g. [instruments.esca1]")
+    known = {f.name for f in fields(InstrumentResponse)}
+    out = {}
+    for name, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"[instruments.{name}] must be a table")
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"unknown key instruments.{name}.{key}; known: {', '.join(sorted(known))}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"instruments.{name}.{key} must be a number, got {value!r}")
+        if values.get("photon_energy_ev", 1.0) <= 0:
+            raise ConfigError(f"instruments.{name}.photon_energy_ev must be positive")
+        out[name] = InstrumentResponse(**{k: float(v) for k, v in values.items()})
+    return out
 
 
 def _typed(key: str, value, default):

@@ -61,6 +61,9 @@ class LoadedModel:
             raise ContractError(f"mask shape {measured.shape} differs from spectra shape {spectra.shape}")
         return dict(zip(MODEL_OUTPUTS, self.session.run(None, {"spectra": spectra, "measured": measured}), strict=True))
 
+    def close(self) -> None:
+        """Nothing to release: the sessions go with the object (`InferenceBackend`)."""
+
     def run_regions(self, spectra: list[list[Region]]) -> dict[str, np.ndarray]:
         """Outputs (keyed MODEL_OUTPUTS) for N spectra given as lists of core-level regions."""
         batch = pad_regions(spectra)

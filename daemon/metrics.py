@@ -18,6 +18,21 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class Metrics:
     """All of the daemon's metrics, in their own registry."""
 
+    def show_composition(self, instrument: str, prediction) -> None:
+        """The latest composition of an instrument: the elements and groups it reports (series
+        of an earlier spectrum that this one does not report are removed)."""
+        for gauge, values in (
+            (self.atomic_percent, prediction.atomic_percent),
+            (self.group_percent, prediction.group_percent),
+        ):
+            shown = self._shown.setdefault((gauge, instrument), set())
+            for name in shown - set(values):
+                gauge.remove(instrument, name)
+            for name, value in values.items():
+                gauge.labels(instrument, name).set(value)
+            shown.clear()
+            shown.update(values)
+
     def __init__(self):
         r = self.registry = CollectorRegistry()
         self.processed = Counter(
@@ -48,7 +63,23 @@ class Metrics:
         self.queue_depth = Gauge("xpstream_queue_depth", "Spectra waiting for inference", registry=r)
         self.queue_capacity = Gauge("xpstream_queue_capacity", "Queue capacity", registry=r)
         self.model = Info("xpstream_model", "Model being served", registry=r)
+        self.reload_failures = Counter(
+            "xpstream_model_reload_failures", "Model reloads refused (the previous model kept serving)", registry=r
+        )
+        self.atomic_percent = Gauge(
+            "xpstream_latest_atomic_percent",
+            "Element composition (at. %) of the latest spectrum of each instrument",
+            ["instrument", "element"],
+            registry=r,
+        )
+        self.group_percent = Gauge(
+            "xpstream_latest_group_percent",
+            "Functional-group shares (% of non-H atoms) of the latest spectrum of each instrument",
+            ["instrument", "group"],
+            registry=r,
+        )
         self.ready = threading.Event()
+        self._shown: dict[tuple, set[str]] = {}  # (gauge, instrument) -> the label values it shows
 
 
 class _Server(ThreadingMixIn, WSGIServer):

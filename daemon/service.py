@@ -16,17 +16,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import zmq
 
-from xpstream.contract import ContractError, Prediction, whole_grid_mask
+from xpstream.daemon.analysis import Analyser, InferenceBackend, open_backend
 from xpstream.daemon.batcher import BLOCK, MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
-from xpstream.daemon.infer import LoadedModel, load_model
 from xpstream.daemon.journal import Journal
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
-from xpstream.daemon.preprocess import unexplained_regions
 from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
 from xpstream.daemon.sources import Failure, Item
 
@@ -78,7 +75,7 @@ class Service:
         self.config = config
         self.model_path = model_path
         self.metrics = Metrics()
-        self.model = self._load(model_path)
+        self.analyser = Analyser(self._load(model_path), config.instruments)
         self._model_mtime = model_path.stat().st_mtime_ns
         b = config.batch
         self.batcher = MicroBatcher(b.max_batch, b.max_wait_ms / 1000, b.capacity, on_drop=self._dropped)
@@ -156,18 +153,9 @@ class Service:
         log.info("CURVE on PULL and PUB; allowed clients from %s", s.curve_clients_dir)
         return public, secret
 
-    def _load(self, path: Path) -> LoadedModel:
+    def _load(self, path: Path) -> InferenceBackend:
         m = self.config.model
-        if m.ray_address:
-            from xpstream.daemon import ray_inference
-
-            ray_inference.connect(m.ray_address)
-            old = getattr(self, "model", None)
-            model = ray_inference.RayModel(path, m.threads, m.ray_actors)
-            if old is not None:
-                old.close()
-        else:
-            model = load_model(path, threads=m.threads, spinning=False)
+        model = open_backend(path, m.threads, False, m.ray_address, m.ray_actors, m.folder)
         meta = model.metadata
         self.metrics.model.info({"model_id": meta.model_id, "version": meta.version, "provider": model.provider})
         log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
@@ -236,37 +224,23 @@ class Service:
 
     def _infer(self, batch: list[Item]) -> None:
         self.metrics.queue_depth.set(len(self.batcher))
-        grid = [item for item in batch if item.spectrum is not None]
-        regions = [item for item in batch if item.spectrum is None]
         start = time.monotonic()
-        done = []  # (items, their outputs)
-        if grid:
-            spectra = np.stack([item.spectrum for item in grid])
-            masks = [item.measured for item in grid]
-            measured = None  # the common case: whole-grid spectra, one mask of ones for the batch
-            if any(m is not None for m in masks):
-                whole = whole_grid_mask(1)[0]
-                measured = np.stack([whole if m is None else m for m in masks])
-            done.append((grid, self.model.run(spectra, measured)))
-        if regions:  # preprocessing + model in one graph
-            done.append((regions, self.model.run_regions([item.regions for item in regions])))
+        predictions = self.analyser.analyse(batch)
         now = time.monotonic()
         inference_s = now - start
         self.metrics.inference.observe(inference_s)
         self.metrics.batch_size.observe(len(batch))
-        meta = self.model.metadata
         messages, processed, out_of_library = [], Counter(), Counter()
-        for items, outputs in done:
-            unexplained = [unexplained_regions(item.recorded, meta.elements) for item in items]
-            preds = Prediction.from_batch([item.origin for item in items], outputs, meta, unexplained)
-            for item, pred in zip(items, preds, strict=True):
-                waited = now - item.received
-                timings = {"queue_and_inference": round(1000 * waited, 3), "inference": 1000 * inference_s}
-                messages.append(
-                    (prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), item.on_done)
-                )
-                processed[item.source] += 1
-                out_of_library[item.source] += not pred.in_library
+        for item, pred in zip(batch, predictions, strict=True):
+            timings = {"queue_and_inference": round(1000 * (now - item.received), 3), "inference": 1000 * inference_s}
+            messages.append(
+                (prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), item.on_done)
+            )
+            processed[item.source] += 1
+            out_of_library[item.source] += not pred.in_library
+        latest = {item.instrument: pred for item, pred in zip(batch, predictions, strict=True)}
+        for instrument, pred in latest.items():
+            self.metrics.show_composition(instrument, pred)
         handed = time.monotonic()
         self.publisher.publish_many(messages)
         for item in batch:
@@ -286,20 +260,23 @@ class Service:
         if not forced and mtime == self._model_mtime:
             return
         try:
-            self.model = self._load(self.model_path)
-            self._model_mtime = mtime
-        except ContractError as err:
-            log.error("model reload refused, keeping the current model: %s", err)
-            self._model_mtime = mtime
+            new = self._load(self.model_path)
+        except Exception as err:  # any failure to load or check a new model keeps the old one serving
+            log.error("model reload refused, keeping the current model: %s", str(err)[:300])
+            self.metrics.reload_failures.inc()
+        else:
+            old, self.analyser.backend = self.analyser.backend, new
+            old.close()
+        self._model_mtime = mtime
 
     def _shutdown(self) -> None:
         self.publisher.close()
         if self.curve is not None:
             self.authenticator.stop()
+        self.analyser.backend.close()
         if self.config.model.ray_address:
             from xpstream.daemon import ray_inference
 
-            self.model.close()
             ray_inference.disconnect()
         if self.journal is not None:
             self.journal.close()

@@ -77,5 +77,6 @@ def test_daemon_inference_on_ray_actors(tmp_path, library):
     for i in range(6):
         body = published[f"s{i}"]
         assert body["shift_ev"] == pytest.approx(float(out["shift_ev"][i]), abs=1e-5)
-        probs = out["probabilities"][i]
-        assert body["labels"] == [n for n, p, t in zip(LABEL_NAMES, probs, thresholds, strict=True) if p >= t]
+        probs, judged = out["probabilities"][i], out["determined"][i] > 0  # alkene: never judged
+        expected = [n for n, p, t, d in zip(LABEL_NAMES, probs, thresholds, judged, strict=True) if p >= t and d]
+        assert body["labels"] == expected

@@ -129,9 +129,15 @@ def test_prediction_payload_carries_id_labels_shift_and_timings():
         "shift_ev": 1.5,
         "determined": np.ones(32),
         "out_of_library_score": 0.0,
+        "group_fraction": np.full(32, 1 / 32),
+        "group_fraction_std": np.full(32, 0.01),
+        "level_recorded": np.ones(9),
+        "level_area": np.full(9, 1 / 9),
     }
-    pred = Prediction.from_outputs("f.vms", outputs, ModelMetadata("xpstream-stn", "1.0.0"))
+    composition = ({"C": 75.0, "O": 25.0}, {})
+    pred = Prediction.from_outputs("f.vms", outputs, ModelMetadata("xpstream-stn", "1.0.0"), (), composition)
     body = msgpack.unpackb(encode_prediction(pred, "s-1", {"inference": 1.2}))
     assert body["id"] == "s-1" and body["shift_ev"] == 1.5 and len(body["labels"]) == 32
     assert body["in_library"] is True and body["undetermined"] == []
     assert body["model"] == "xpstream-stn" and body["timings_ms"] == {"inference": 1.2}
+    assert body["group_percent"]["alkane"] == pytest.approx(3.12) and body["atomic_percent"] == {"C": 75.0, "O": 25.0}

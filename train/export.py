@@ -71,8 +71,9 @@ def report_metrics(reports: dict[str, str]) -> dict:
 
 
 def export_trained(checkpoint: str, path: str | Path, model_id: str, version: str, reports: dict[str, str]) -> Path:
-    """Export a run's best.pt (or a model re-read from .onnx) with its calibration, thresholds,
-    training settings, the library's metadata and the headline numbers of `reports`."""
+    """Export a run's best.pt (or a model re-read from .onnx, under this contract) with its
+    calibration, thresholds, training settings, the library's metadata and the headline numbers
+    of `reports` (a re-export without reports keeps the model's own)."""
     from xpstream.train.trainer import load_trained
 
     model, thresholds, best = load_trained(checkpoint)
@@ -81,7 +82,8 @@ def export_trained(checkpoint: str, path: str | Path, model_id: str, version: st
         version=version,
         thresholds=[float(t) for t in thresholds],
         out_of_library_threshold=float(best.get("out_of_library_threshold", 1.0)),
-        training_data={
+        training_data=best.get("training_data")  # a re-export of an exported model keeps its own
+        or {
             "model": best["model_name"],
             "generator": best["config"]["mixtures"],
             "train_size_per_epoch": best["config"]["train_size"],
@@ -89,7 +91,7 @@ def export_trained(checkpoint: str, path: str | Path, model_id: str, version: st
             "best_epoch": best["best_epoch"],
             "seed": best["config"]["seed"],
         },
-        metrics=report_metrics(reports),
+        metrics=report_metrics(reports) or best.get("metrics", {}),
         **library_metadata(load_library()),
     )
     return export_onnx(model, metadata, path, best["temperature"], best.get("share_scale"))

@@ -362,6 +362,8 @@ def exported_checkpoint(path: str | Path) -> dict:
         "temperature": tensors["temperature"].tolist(),
         "share_scale": tensors["share_scale"].tolist() if "share_scale" in tensors else None,
         "out_of_library_threshold": metadata.out_of_library_threshold,
+        "training_data": training,
+        "metrics": metadata.metrics,
     }
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from xpstream import __version__
-from xpstream.contract import LABEL_NAMES, LABELS, Prediction
+from xpstream.contract import LABEL_NAMES, LABELS
 
 
 def _library_args(p: argparse.ArgumentParser) -> None:
@@ -208,8 +208,24 @@ def cmd_lpo(args) -> None:
     print(f"mean: held-out {summary['exact_match_held_out']:.4f}, others {summary['exact_match_seen']:.4f}")
 
 
+def format_composition(pred) -> str:
+    """'C 71.4, O 28.6 at. %; groups: ester_aliphatic 57 +- 3 %, ...' (empty when none)."""
+    parts = []
+    if pred.atomic_percent:
+        parts.append(", ".join(f"{e} {v:.1f}" for e, v in pred.atomic_percent.items()) + " at. %")
+    if pred.not_quantified:
+        parts.append("not quantified: " + ", ".join(f"{e} ({why})" for e, why in pred.not_quantified.items()))
+    shares = sorted(((v, k) for k, v in pred.group_percent.items() if v >= 0.5), reverse=True)
+    if shares:
+        parts.append(
+            "groups: " + ", ".join(f"{k} {v:.0f} +- {pred.group_percent_std[k]:.0f} %" for v, k in shares) + " of atoms"
+        )
+    return "; ".join(parts)
+
+
 def format_prediction(pred, regions: list[str]) -> str:
-    """Two or three lines a person reads: the verdict, the strongest groups, what was recorded."""
+    """A few lines a person reads: the verdict, the strongest groups, the composition, what was
+    recorded."""
     verdict = "in library" if pred.in_library else "NOT IN LIBRARY (do not trust the groups)"
     unexplained = f"; unexplained regions: {', '.join(pred.unexplained_regions)}" if pred.unexplained_regions else ""
     judged = {k: v for k, v in pred.probabilities.items() if k not in pred.undetermined}
@@ -219,8 +235,10 @@ def format_prediction(pred, regions: list[str]) -> str:
         f"shift {pred.shift_ev:+.2f} eV; present: {', '.join(pred.labels) or '(none)'}",
         "    top: " + ", ".join(f"{k} {v:.2f}" for k, v in top) + f"; regions: {regions}",
     ]
+    if composition := format_composition(pred):
+        lines.append(f"    composition: {composition}")
     if pred.undetermined:
-        lines.append(f"    not determinable (no region that shows them was recorded): {', '.join(pred.undetermined)}")
+        lines.append(f"    not determinable from what was recorded: {', '.join(pred.undetermined)}")
     return "\n".join(lines)
 
 
@@ -231,41 +249,39 @@ def markdown_row(pred, regions: list[str]) -> str:
     present = ", ".join(f"{name} ({pred.probabilities[name]:.2f})" for name in pred.labels) or "(none)"
     return (
         f"| {Path(pred.source).name} | {', '.join(regions)} | {verdict} ({pred.out_of_library_score:.3f}{unexplained}) "
-        f"| {pred.shift_ev:+.2f} eV | {present} |"
+        f"| {pred.shift_ev:+.2f} eV | {present} | {format_composition(pred) or '-'} |"
     )
 
 
 def cmd_predict(args) -> None:
     """Parse, preprocess and classify files; one line (or JSON object) per file."""
-    from xpstream.daemon.infer import load_model
-    from xpstream.daemon.parse import parse_file
-    from xpstream.daemon.preprocess import unexplained_regions
-    from xpstream.models import default_model_path
+    from xpstream.daemon.analysis import Analyser, open_backend, read_file
 
-    model = load_model(args.model or default_model_path())
+    analyser = Analyser(open_backend(args.model))
     failed = 0
     if args.markdown:
-        print("| file | regions used | verdict (out-of-library score; unexplained regions) | shift | present (p) |")
-        print("|---|---|---|---|---|")
+        print(
+            "| file | regions used | verdict (out-of-library score; unexplained regions) | shift "
+            "| present (p) | composition |"
+        )
+        print("|---|---|---|---|---|---|")
     for path in args.files:
         try:
-            parsed = parse_file(path)
+            spectrum = read_file(path)
         except (ValueError, OSError) as err:
             failed += 1
             print(f"{path}: error: {err}", file=sys.stderr)
             if args.markdown:
-                print(f"| {Path(path).name} | - | refused: {err} | | |")
+                print(f"| {Path(path).name} | - | refused: {err} | | | |")
             continue
-        outputs = model.run_regions([parsed.regions])  # the daemon's preprocessing graph
-        unexplained = unexplained_regions(parsed.recorded, model.metadata.elements)
-        pred = Prediction.from_batch([str(path)], outputs, model.metadata, [unexplained])[0]
+        pred = analyser.analyse([spectrum])[0]
+        regions = [r.name for r in spectrum.regions]
         if args.json:
-            regions = {"regions": [r.name for r in parsed.regions], "skipped": parsed.skipped}
-            print(json.dumps({**pred.to_dict(), **regions}))
+            print(json.dumps({**pred.to_dict(), "regions": regions, "skipped": spectrum.skipped}))
         elif args.markdown:
-            print(markdown_row(pred, [r.name for r in parsed.regions]))
+            print(markdown_row(pred, regions))
         else:
-            print(format_prediction(pred, [r.name for r in parsed.regions]))
+            print(format_prediction(pred, regions))
     if failed:
         raise SystemExit(1)
 
@@ -303,11 +319,7 @@ def cmd_serve(args) -> None:
     }
     config = load_config(args.config, overrides)
     model_path = Path(config.model.path).expanduser() if config.model.path else Path(str(default_model_path()))
-    if config.model.folder and not model_path.resolve().is_relative_to(
-        Path(config.model.folder).expanduser().resolve()
-    ):
-        raise ValueError(f"model {model_path} lies outside model.folder {config.model.folder}; refused")
-    Service(config, model_path).run()
+    Service(config, model_path).run()  # the model folder is checked where the model is opened
 
 
 def cmd_subscribe(args) -> None:

@@ -342,13 +342,13 @@ def _percent_of_determined(outputs: dict, determined: np.ndarray) -> tuple[list[
     labels (empty where the model has no composition head)."""
     fraction = np.asarray(outputs["group_fraction"], dtype=np.float64)
     spread = np.asarray(outputs["group_fraction_std"], dtype=np.float64)
-    shares, spreads = [], []
-    for row_fraction, row_spread, row_determined in zip(fraction, spread, determined > 0, strict=True):
-        keep = row_determined & np.isfinite(row_fraction)
-        names = list(compress(LABEL_NAMES, keep))
-        shares.append(dict(zip(names, (100.0 * row_fraction[keep]).round(2).tolist(), strict=True)))
-        spreads.append(dict(zip(names, (100.0 * row_spread[keep]).round(2).tolist(), strict=True)))
-    return shares, spreads
+    keep = ((determined > 0) & np.isfinite(fraction)).tolist()
+    shares = (100.0 * fraction).round(2).tolist()
+    spreads = (100.0 * spread).round(2).tolist()
+    return (
+        [dict(compress(zip(LABEL_NAMES, row, strict=True), k)) for row, k in zip(shares, keep, strict=True)],
+        [dict(compress(zip(LABEL_NAMES, row, strict=True), k)) for row, k in zip(spreads, keep, strict=True)],
+    )
 
 
 @dataclass

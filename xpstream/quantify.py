@@ -14,6 +14,7 @@ seen; elements whose region was not recorded are absent, not 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
 
 import numpy as np
 
@@ -55,24 +56,25 @@ def element_composition(
     """Per spectrum, (atomic_percent {element: at. %} summing to 100 over the recorded elements
     with signal, not_quantified {element: reason}) from the level outputs (N, L) of a model
     whose metadata lists `levels` and `instrument`. responses: per spectrum (default: the
-    library's response)."""
+    library's response). Vectorised over the batch (the daemon calls it for every batch)."""
     n = len(level_area)
     if not levels:
         return [({}, {}) for _ in range(n)]
     area = np.asarray(level_area, dtype=np.float64)
     recorded = np.asarray(level_recorded) > 0
+    weight = np.broadcast_to(sensitivities(levels, instrument), area.shape)
+    if responses and any(r != InstrumentResponse() for r in responses):
+        weight = np.stack([sensitivities(levels, instrument, r) for r in responses])
+    with_signal = recorded & (area >= NO_SIGNAL_SHARE)
+    atoms = np.where(with_signal, area / weight, 0.0)
+    total = atoms.sum(axis=1, keepdims=True)
+    percent = (100.0 * np.divide(atoms, total, out=np.zeros_like(atoms), where=total > 0)).round(2)
     elements = [level["element"] for level in levels]
-    default = sensitivities(levels, instrument)
-    out = []
-    for i in range(n):
-        response = responses[i] if responses else None
-        weight = default if response in (None, InstrumentResponse()) else sensitivities(levels, instrument, response)
-        with_signal = recorded[i] & (area[i] >= NO_SIGNAL_SHARE)
-        atoms = np.where(with_signal, area[i] / weight, 0.0)
-        total = atoms.sum()
-        atomic = {
-            elements[j]: round(float(100.0 * atoms[j] / total), 2) for j in np.flatnonzero(with_signal) if total > 0
-        }
-        missing = {elements[j]: NO_SIGNAL for j in np.flatnonzero(recorded[i] & ~with_signal)}
-        out.append((atomic, missing))
-    return out
+    silent = (recorded & ~with_signal).tolist()
+    return [
+        (
+            dict(compress(zip(elements, row, strict=True), signal)),
+            dict.fromkeys(compress(elements, quiet), NO_SIGNAL),
+        )
+        for row, signal, quiet in zip(percent.tolist(), with_signal.tolist(), silent, strict=True)
+    ]

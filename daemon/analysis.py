@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from xpstream.contract import ContractError, ModelMetadata, Prediction, Region, whole_grid_mask
-from xpstream.daemon.parse import element_named, parse_file
+from xpstream.daemon.parse import element_named, parse_file, supported_suffixes
 from xpstream.daemon.preprocess import unexplained_regions
 from xpstream.quantify import NO_CROSS_SECTION, InstrumentResponse, element_composition
 
@@ -82,6 +82,22 @@ def read_file(path: str | Path, instrument: str = "") -> Spectrum:
     return Spectrum(
         str(path), regions=parsed.regions, recorded=parsed.recorded, instrument=instrument, skipped=parsed.skipped
     )
+
+
+def list_files(sources: list[str | Path]) -> list[str]:
+    """Files named directly, and the readable files (any reader's suffix, any case) below named
+    folders, sorted (FileNotFoundError for a name that is neither)."""
+    suffixes = set(supported_suffixes())
+    files = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise FileNotFoundError(f"no such file or folder: {source}")
+    return files
 
 
 class Analyser:

@@ -9,32 +9,13 @@ locally by default, or on the cluster at `address`.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from pathlib import Path
 
 import numpy as np
 
 from xpstream.contract import LABEL_NAMES
-from xpstream.daemon.config import WatchConfig
-
-PATTERNS = WatchConfig().patterns
-
-
-def list_files(sources: list[str]) -> list[str]:
-    """Files named directly, and files matching the daemon's patterns below named folders."""
-    files = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            files += sorted(
-                str(p) for p in path.rglob("*") if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in PATTERNS)
-            )
-        elif path.is_file():
-            files.append(str(path))
-        else:
-            raise FileNotFoundError(f"no such file or folder: {source}")
-    return files
+from xpstream.daemon.analysis import list_files
 
 
 def row_schema():

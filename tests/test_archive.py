@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REALXPS, run_cli
+from tests.harness import DaemonProcess
 from xpstream.contract import LABEL_NAMES
-from xpstream.daemon.harness import DaemonProcess
 
 pytest.importorskip("ray", reason="the cluster extra is not installed")
 

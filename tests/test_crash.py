@@ -6,7 +6,7 @@ import shutil
 import signal
 
 from tests.conftest import REALXPS
-from xpstream.daemon.harness import DaemonProcess
+from tests.harness import DaemonProcess
 
 N_FILES = 1000
 

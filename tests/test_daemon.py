@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from tests.conftest import REALXPS, draw
+from tests.harness import DaemonProcess
 from xpstream.contract import GRID_SIZE, energy_grid
-from xpstream.daemon.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
 
 GRID = energy_grid()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, draw
+from tests.harness import DaemonProcess
 from xpstream.contract import energy_grid
-from xpstream.daemon.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
 
 DEPLOY = REPO / "deploy"

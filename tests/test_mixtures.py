@@ -7,11 +7,8 @@ from tests.conftest import draw
 from tests.test_simulate import GRID, direct_voigt, peak_position
 from xpstream.contract import LABEL_NAMES
 from xpstream.train.acquisition import REGION_WINDOWS_EV
-from xpstream.train.mixtures import (
-    MixtureGenerator,
-    MixtureSettings,
-    SettingsError,
-)
+from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+from xpstream.train.settings import SettingsError
 from xpstream.train.simulate import ZERO_BELOW, polymer_lines
 
 

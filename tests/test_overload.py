@@ -9,7 +9,7 @@ import urllib.request
 import zmq
 
 from tests.conftest import draw
-from xpstream.daemon.harness import DaemonProcess
+from tests.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
 
 FLOOD_S = 8.0

@@ -9,7 +9,7 @@ import zmq
 import zmq.auth
 
 from tests.conftest import draw
-from xpstream.daemon.harness import DaemonProcess, free_port
+from tests.harness import DaemonProcess, free_port
 from xpstream.daemon.messages import encode_spectrum
 
 

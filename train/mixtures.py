@@ -9,24 +9,14 @@ Per spectrum (arXiv 2603.05350, section "Synthetic mixing"):
   higher binding energy);
 - clip negatives and re-normalise.
 
-Beyond the paper, each option off by default (`MixtureSettings`):
-- the lines as the library does not know them: per-environment binding-energy scatter (up to
-  +-0.3 eV, the spread between labs, samples and references), per-line width scatter, the
-  line-shape family drawn per spectrum (Voigt, Gaussian-Lorentzian sum and product), a
-  high-binding-energy tail on hydrocarbon C 1s, shake-up satellites a background may eat;
-- the instrument: differential charging (each core level moves by its own small extra shift),
-  the kinetic-energy exponent of the area factor drawn per spectrum (element area ratios vary
-  between instruments), Poisson counting noise over a range of count levels;
-- the surface as measured: adventitious hydrocarbon in most spectra, trace oxidation and silicone
-  (label-free layers from physics.toml), residual backgrounds (Shirley-shaped steps and linear
-  residues of either sign), recorded windows that cut a line's far tail;
-- acquisition plans (`xpstream.train.acquisition`): "full" records the whole grid (the paper),
-  "regions" the regions of the elements present, "random" a realistic plan per spectrum;
-- the labels physics can settle (`label_rule="physics"`, physics.toml [label_rules]): a group
-  below the detection limit is neither required nor wrong (`Batch.ambiguous`), alkane counts
-  only above what adventitious carbon explains;
-- every spectrum carries its composition (`Batch.group_fraction`: the share of the sample's
-  non-H atoms in each group's environments, contamination excluded).
+Beyond the paper, each option off by default (`xpstream.train.settings.MixtureSettings`, where
+each is described): what the library does not know about the lines (binding-energy and width
+scatter, line-shape family, hydrocarbon tail, shake-up area), the instrument (differential
+charging, kinetic-energy response, counting noise; `xpstream.train.measurement`), the surface
+as measured (adventitious carbon, oxidation, silicone as label-free layers from physics.toml;
+residual backgrounds; cut window tails), acquisition plans (`xpstream.train.acquisition`), the
+labels physics can settle (`label_rule="physics"`: traces are `Batch.ambiguous`, alkane counts
+only above adventitious carbon) and every spectrum's composition (`Batch.group_fraction`).
 
 Weights multiply the unit-area templates, so a weight is a fraction of the mixture's spectral
 area. Everything is deterministic under a seed: chunk i of epoch e draws from
@@ -37,30 +27,43 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
 
 from xpstream.contract import (
     GRID_SIZE,
-    GRID_START_EV,
     GRID_STEP_EV,
-    GRID_STOP_EV,
     LABEL_NAMES,
     NUM_LABELS,
     energy_grid,
     labels_to_multihot,
 )
 from xpstream.train.acquisition import CARBON, LEVELS, draw_plans, measured_mask, window_slices
-from xpstream.train.library import Library, LibraryError, Polymer
+from xpstream.train.library import Library, Polymer
+from xpstream.train.measurement import (
+    add_counting_noise,
+    add_residual_background,
+    charge_levels_apart,
+    cut_window_tails,
+    keep_recorded_regions,
+    normalise_rows,
+)
+from xpstream.train.settings import (
+    ADVENTITIOUS_SHARE_OF_SPECTRA,
+    MAX_COMPONENTS,
+    OXIDATION,
+    SILICONE_SHARE_OF_SPECTRA,
+    MixtureSettings,
+    select_polymers,
+    validate,
+)
 from xpstream.train.simulate import (
     ALL_BINS,
     FFT_SIZE,
-    LINESHAPES,
     LORENTZIAN_SHARE,
     PEARSON_EXPONENT,
-    Jitter,
     band_limit,
     frequencies,
     polymer_lines,
@@ -68,95 +71,10 @@ from xpstream.train.simulate import (
     to_spectra,
 )
 
-MAX_COMPONENTS = 4
-# A line must keep this many eV inside the grid at the largest shift.
-EDGE_MARGIN_EV = 3.0
 NOISE_POOL = 1 << 22
 PHASE_BLOCK = 64  # bins per block of the shift's phase factor
-ACQUISITIONS = ("full", "regions", "random")
-LABEL_RULES = ("union", "physics")
 SURVEY_EXTRA_SIGMA_EV = (0.5, 0.9)  # survey resolution: extra Gaussian broadening, uniform
-SURVEY_COUNTS_FACTOR = 0.1  # a survey spends a tenth of a region scan's counts per line
-# "Most" air-exposed samples show adventitious carbon (Review2026: 5-20 % of C 1s on typical
-# polymer films); a fifth are drawn clean (freshly cut, sputtered or measured in situ).
-ADVENTITIOUS_SHARE_OF_SPECTRA = 0.8
-SILICONE_SHARE_OF_SPECTRA = 0.25  # "in some spectra": release agents, gloves, vacuum grease
 LIBRARY_OFFSET_SEED = 20_261_202  # the cross-renderer's fixed library error is always the same
-OXIDATION = ("oxidation_CO", "oxidation_CdO", "oxidation_OCdO")  # physics.toml [contaminants]
-
-
-class SettingsError(ValueError):
-    """Generator settings that cannot produce valid spectra; the message says which."""
-
-
-def option(default, help: str, **cli):
-    """A settings field with its command-line help (and flag, nargs, type, choices) beside its
-    default, so `xpstream` builds its options from the dataclass (each default written once)."""
-    return field(default=default, metadata={"help": help, **cli})
-
-
-@dataclass(frozen=True)
-class MixtureSettings:
-    """Everything that defines a synthetic data set (stored with it). Defaults: the published
-    protocol; every realism option off."""
-
-    max_shift_ev: float = option(3.0, "charging shift drawn from U(-S, S) eV", flag="--max-shift")
-    min_components: int = option(2, "fewest polymers in a mixture (1: single polymers too)")
-    max_components: int = option(4, f"most polymers in a mixture (<= {MAX_COMPONENTS})")
-    broadening_scale_ev: float = option(
-        0.2, "instrument resolution: HalfNormal scale of the per-spectrum Gaussian sigma, eV", flag="--broadening"
-    )
-    be_jitter_ev: float = option(
-        0.0, "binding-energy scatter per environment and template, U(-x, x) eV (<= 0.3)", flag="--be-jitter"
-    )
-    width_scale: tuple[float, float] = option(
-        (1.0, 1.0), "each line's width times U(LO, HI)", nargs=2, type=float, metavar=("LO", "HI")
-    )
-    lineshapes: tuple[str, ...] = option(
-        ("voigt",), "line-shape families, one drawn per spectrum", nargs="+", type=str, choices=LINESHAPES
-    )
-    hydrocarbon_tail: float = option(0.0, "hydrocarbon C 1s puts U(0, x) of its area in a high-BE tail")
-    shakeup_jitter: float = option(0.0, "shake-up area kept: U(1 - s, 1) of the sourced share (s <= 1)")
-    differential_charging_ev: float = option(0.0, "each core level moves by its own U(-x, x) eV more")
-    ke_exponent_scatter: float = option(0.0, "the area factor's kinetic-energy exponent moves by U(-x, x)")
-    adventitious_carbon: float = option(
-        0.0, f"adventitious carbon: U(0, x) of the C 1s area in {ADVENTITIOUS_SHARE_OF_SPECTRA:.0%} of spectra"
-    )
-    oxidation: float = option(0.0, "surface C-O, C=O, O-C=O together: U(0, x) of the C 1s area")
-    silicone: float = option(
-        0.0, f"silicone (PDMS lines, no label): U(0, x) of the area in {SILICONE_SHARE_OF_SPECTRA:.0%} of spectra"
-    )
-    variants: int = option(8, "jittered templates per polymer, line shape and epoch")
-    noise_counts: float = option(0.0, "Poisson noise at this many counts (0: none)")
-    noise_counts_max: float = option(0.0, "above --noise-counts: counts log-uniform in between, per spectrum")
-    residual_background: float = option(0.0, "std of a residual Shirley step, share of a region's area")
-    linear_background: float = option(0.0, "std of a residual linear ramp, share of a region's area")
-    tail_cut: float = option(0.0, "recorded windows drop U(0, x) of a region's area at each end")
-    acquisition: str = option(
-        "full",
-        "full: whole grid (paper); regions: the regions of the elements present; random: realistic plans",
-        choices=ACQUISITIONS,
-    )
-    label_rule: str = option(
-        "union", "union: the paper's labels; physics: traces and adventitious alkane not scored", choices=LABEL_RULES
-    )
-    library_offset_ev: float = option(0.0, "cross-renderer: every environment moved by a fixed U(-x, x) eV")
-    polymers: tuple[str, ...] = option((), "only these polymers (names or abbreviations)", nargs="+", type=str)
-    exclude_polymers: tuple[str, ...] = option((), "leave these polymers out", nargs="+", type=str)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MixtureSettings:
-        """Settings from `as_dict` output (lists back to tuples), also as older files store them
-        (`width_jitter` w meant `width_scale` (1 - w, 1 + w))."""
-        data = dict(data)
-        if "width_jitter" in data:
-            w = data.pop("width_jitter")
-            data["width_scale"] = (1.0 - w, 1.0 + w)
-        tuples = {"width_scale", "lineshapes", "polymers", "exclude_polymers"}
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
 
 
 @dataclass
@@ -216,12 +134,12 @@ class Composition:
 class MixtureGenerator:
     """Draws batches of mixtures; call `new_epoch` to redraw the jittered templates."""
 
-    def __init__(self, library: Library, settings: MixtureSettings = MixtureSettings(), seed: int = 0):
+    def __init__(self, library: Library, settings: MixtureSettings | None = None, seed: int = 0):
         self.library = library
-        self.settings = settings
+        self.settings = settings = settings or MixtureSettings()
         self.seed = int(seed)
-        self.polymers = _select_polymers(library, settings)
-        self.jitter = _validate(library, settings, self.polymers)
+        self.polymers = select_polymers(library, settings)
+        self.jitter = validate(library, settings, self.polymers)
         s = settings
         self.contaminants = self._contaminants()
         self.entries = self.polymers + tuple(self.contaminants.values())  # the template bank's rows
@@ -342,21 +260,25 @@ class MixtureGenerator:
         coeffs *= self._shift_and_broaden(shift, sigma)
         spectra = to_spectra(coeffs).astype(np.float32)
         if s.differential_charging_ev:
-            self._charge_levels_apart(spectra, rng)
+            charge_levels_apart(spectra, self.window_slices, s.differential_charging_ev, rng)
         if s.ke_exponent_scatter:
             exponent = rng.uniform(-s.ke_exponent_scatter, s.ke_exponent_scatter, size=(n, 1)).astype(np.float32)
             spectra *= np.exp(exponent * self.log_kinetic_ratio[None, :])
         if s.acquisition != "full":
-            self._keep_recorded_regions(spectra, recorded, whole)
+            keep_recorded_regions(spectra, self.window_slices, self.gap_slices, recorded, whole)
         regions = recorded & present.astype(bool) & ~whole[:, None]
         if s.tail_cut:
-            self._cut_window_tails(spectra, regions, rng)
+            cut_window_tails(spectra, self.window_slices, regions, s.tail_cut, rng)
         if s.residual_background or s.linear_background:
-            self._add_residual_background(spectra, recorded & present.astype(bool), rng)
-        _normalise_rows(spectra)
+            levels = recorded & present.astype(bool)
+            add_residual_background(
+                spectra, self.window_slices, levels, s.residual_background, s.linear_background, rng
+            )
+        normalise_rows(spectra)
         if s.noise_counts:
-            self._add_counting_noise(spectra, survey, rng)
-            _normalise_rows(spectra)
+            counts = (s.noise_counts, s.noise_counts_max)
+            add_counting_noise(spectra, self.window_slices, self.noise_pool, survey, *counts, rng)
+            normalise_rows(spectra)
         recorded, whole = recorded.astype(np.uint8), whole.astype(np.uint8)
         return Batch(
             spectra,
@@ -458,88 +380,6 @@ class MixtureGenerator:
         phase *= np.exp(np.float32(-2.0 * math.pi**2) * sigma**2 * (self.nu * self.nu))
         return phase
 
-    def _charge_levels_apart(self, spectra, rng) -> None:
-        """Differential charging: the content of each level's window moves by its own
-        U(-x, x) eV (linear interpolation, zero entering at the window's edge)."""
-        x = self.settings.differential_charging_ev
-        moves = rng.uniform(-x, x, size=(len(spectra), len(self.window_slices))) / GRID_STEP_EV
-        for j, window in enumerate(self.window_slices):
-            region = spectra[:, window]
-            width = region.shape[1]
-            whole = np.floor(moves[:, j]).astype(int)
-            frac = (moves[:, j] - whole).astype(np.float32)[:, None]
-            padded = np.pad(region, ((0, 0), (width, width)))
-            index = np.arange(width)[None, :] + width - whole[:, None]  # new[i] = old[i - move]
-            left = np.take_along_axis(padded, index, axis=1)
-            right = np.take_along_axis(padded, index - 1, axis=1)
-            spectra[:, window] = left + frac * (right - left)
-
-    def _keep_recorded_regions(self, spectra, recorded, whole) -> None:
-        """Zero everything outside the recorded regions (rows with `whole` keep the grid)."""
-        keep = (recorded | whole[:, None]).astype(np.float32)
-        for j, window in enumerate(self.window_slices):
-            spectra[:, window] *= keep[:, j : j + 1]
-        outside = whole.astype(np.float32)[:, None]
-        for gap in self.gap_slices:
-            spectra[:, gap] *= outside
-
-    def _cut_window_tails(self, spectra, regions, rng) -> None:
-        """Recorded windows narrower than the lines' far tails: each region of a row drops the
-        first U(0, x) and the last U(0, x) of its area (as a region that ends where the line is
-        still above background; the mask still calls the points recorded)."""
-        x = self.settings.tail_cut
-        for j, window in enumerate(self.window_slices):
-            rows = np.flatnonzero(regions[:, j])
-            if not len(rows):
-                continue
-            region = spectra[rows, window]
-            cumulative = np.cumsum(region, axis=1)
-            total = cumulative[:, -1:]
-            low = rng.uniform(0.0, x, size=(len(rows), 1)) * total
-            high = (1.0 - rng.uniform(0.0, x, size=(len(rows), 1))) * total
-            keep = (cumulative > low) & (cumulative - region < high)
-            spectra[rows, window] = region * keep
-
-    def _add_residual_background(self, spectra, levels, rng) -> None:
-        """What an imperfect background subtraction leaves in each recorded region: a
-        Shirley-shaped step of r x the region's area (r ~ N(0, residual_background), the
-        running integral from the low-BE end) and a linear ramp holding l x the area
-        (l ~ N(0, linear_background)); either sign, clipped at zero."""
-        s, n = self.settings, len(spectra)
-        step = rng.normal(0.0, s.residual_background, size=n).astype(np.float32)
-        ramp = rng.normal(0.0, s.linear_background, size=n).astype(np.float32)
-        for j, window in enumerate(self.window_slices):
-            width = window.stop - window.start
-            on = levels[:, j]
-            if not on.any():
-                continue
-            region = spectra[:, window]  # a view
-            area = region.sum(axis=1, keepdims=True)
-            shape = np.linspace(0.0, 2.0 / width, width, dtype=np.float32)[None, :]  # sums to 1
-            region += np.cumsum(region, axis=1) * (step * on / width)[:, None] + area * (ramp * on)[:, None] * shape
-            np.maximum(region, 0.0, out=region)
-
-    def _add_counting_noise(self, spectra, survey, rng) -> None:
-        """Poisson noise (Gaussian approximation) at a count level per spectrum: noise_counts,
-        or log-uniform up to noise_counts_max; SURVEY_COUNTS_FACTOR of them for survey rows.
-
-        Every line lies inside a region window, so only windows are touched. Each row reads
-        consecutive normals from the epoch's pool at a random offset.
-        """
-        s, n = self.settings, len(spectra)
-        counts = np.full(n, s.noise_counts)
-        if s.noise_counts_max > s.noise_counts:
-            counts = np.exp(rng.uniform(math.log(s.noise_counts), math.log(s.noise_counts_max), size=n))
-        counts = np.where(survey, counts * SURVEY_COUNTS_FACTOR, counts)
-        scale = (1.0 / np.sqrt(counts)).astype(np.float32)[:, None]
-        offsets = rng.integers(0, NOISE_POOL - GRID_SIZE, size=(n, 1))
-        for window in self.window_slices:
-            region = spectra[:, window]
-            noise = self.noise_pool[offsets + np.arange(window.start, window.stop)]
-            noise *= np.sqrt(region) * scale
-            region += noise
-            np.maximum(region, 0.0, out=region)
-
     def iter_chunks(self, n: int, chunk: int = 2048, workers: int = 2):
         """Yield n spectra of the current epoch as chunks, deterministic under the seed.
 
@@ -558,72 +398,3 @@ class MixtureGenerator:
     def generate(self, n: int, chunk: int = 2048, workers: int = 2) -> Batch:
         """All n spectra of `iter_chunks` in one batch."""
         return Batch.concatenate(list(self.iter_chunks(n, chunk, workers)))
-
-
-def _normalise_rows(spectra: np.ndarray) -> None:
-    total = spectra.sum(axis=1, keepdims=True)
-    spectra *= np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
-
-
-def _select_polymers(library: Library, s: MixtureSettings) -> tuple[Polymer, ...]:
-    chosen = tuple(library.polymer(n) for n in s.polymers) if s.polymers else library.polymers
-    excluded = {library.polymer(n).name for n in s.exclude_polymers}
-    return tuple(p for p in chosen if p.name not in excluded)
-
-
-def _validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
-    """Check the settings against the library; raise SettingsError naming the problem."""
-    if not (1 <= s.min_components <= s.max_components <= MAX_COMPONENTS):
-        raise SettingsError(
-            f"components must satisfy 1 <= min ({s.min_components}) <= max ({s.max_components}) <= {MAX_COMPONENTS}"
-        )
-    for name in (
-        "max_shift_ev",
-        "broadening_scale_ev",
-        "noise_counts",
-        "noise_counts_max",
-        "residual_background",
-        "linear_background",
-        "differential_charging_ev",
-        "ke_exponent_scatter",
-        "library_offset_ev",
-    ):
-        value = getattr(s, name)
-        if not math.isfinite(value) or value < 0:
-            raise SettingsError(f"{name} must be a finite number >= 0, got {value}")
-    for name in ("adventitious_carbon", "oxidation", "silicone", "tail_cut"):
-        value = getattr(s, name)
-        if not 0.0 <= value < 0.5:
-            raise SettingsError(f"{name} must lie in [0, 0.5), got {value}")
-    if s.adventitious_carbon and library.adventitious is None:
-        raise SettingsError("adventitious_carbon needs an [adventitious_carbon] table in the physics file")
-    needed = (OXIDATION if s.oxidation else ()) + (("silicone",) if s.silicone else ())
-    missing = [name for name in needed if name not in library.contaminants]
-    if missing:
-        raise SettingsError(f"the physics file has no [contaminants.{missing[0]}] table")
-    if s.noise_counts_max and s.noise_counts_max < s.noise_counts:
-        raise SettingsError(f"noise_counts_max ({s.noise_counts_max}) is below noise_counts ({s.noise_counts})")
-    if s.acquisition not in ACQUISITIONS:
-        raise SettingsError(f"acquisition must be one of {ACQUISITIONS}, got {s.acquisition!r}")
-    if s.label_rule not in LABEL_RULES:
-        raise SettingsError(f"label_rule must be one of {LABEL_RULES}, got {s.label_rule!r}")
-    unknown = [f for f in s.lineshapes if f not in LINESHAPES]
-    if unknown or not s.lineshapes:
-        raise SettingsError(f"lineshapes must be some of {LINESHAPES}, got {s.lineshapes}")
-    if s.variants < 1:
-        raise SettingsError(f"variants must be >= 1, got {s.variants}")
-    try:
-        jitter = Jitter(s.be_jitter_ev, tuple(s.width_scale), s.shakeup_jitter, s.hydrocarbon_tail)
-    except ValueError as err:
-        raise SettingsError(str(err)) from None
-    (low_name, low), (high_name, high) = library.extreme_lines_ev()
-    limit = min(low - GRID_START_EV, GRID_STOP_EV - high) - EDGE_MARGIN_EV
-    if s.max_shift_ev > limit:
-        worst = high_name if GRID_STOP_EV - high < low - GRID_START_EV else low_name
-        raise SettingsError(
-            f"a shift of +-{s.max_shift_ev} eV pushes environment {worst!r} off the "
-            f"{GRID_START_EV}-{GRID_STOP_EV} eV grid; the largest allowed is {limit:.2f} eV"
-        )
-    if not polymers:
-        raise LibraryError("no polymers selected")
-    return jitter

@@ -228,3 +228,24 @@ def look_alikes(library: Library, n: int) -> list[tuple[float, Polymer, Polymer,
             if labels[i] != labels[j]:
                 pairs.append((float(distance), polymers[i], polymers[j], sorted(labels[i] ^ labels[j])))
     return sorted(pairs, key=lambda pair: pair[0])[:n]
+
+
+def describe_library(library: Library, polymers: bool = False, look_alike_pairs: int = 0) -> str:
+    """The `xpstream library` report: polymers per label, optionally every polymer with its labels
+    and the closest look-alike pairs."""
+    from xpstream.contract import LABELS
+
+    counts = library.label_counts()
+    lines = [
+        f"{len(library.polymers)} polymers, {len(library.environments)} environments, {len(library.levels)} levels"
+    ]
+    lines += [f"{'label':24s} {'polymers':>8s}"] + [f"{label.display:24s} {counts[label.name]:8d}" for label in LABELS]
+    if polymers:
+        lines += [""] + [f"{p.abbr:12s} {p.name:60s} {', '.join(p.labels)}" for p in library.polymers]
+    if look_alike_pairs:
+        lines += ["", f"{'L1':>6s}  {'polymer':12s} {'polymer':12s} labels that differ"]
+        lines += [
+            f"{distance:6.3f}  {a.abbr:12s} {b.abbr:12s} {', '.join(differ)}"
+            for distance, a, b, differ in look_alikes(library, look_alike_pairs)
+        ]
+    return "\n".join(lines)

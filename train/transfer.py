@@ -173,3 +173,14 @@ def leave_polymers_out(base: TrainConfig, k: int, test_size: int, out: str, prog
     out.mkdir(parents=True, exist_ok=True)
     (out / "lpo.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def format_leave_polymers_out(summary: dict) -> str:
+    """The `xpstream lpo` report: one line per fold and the mean."""
+    lines = [
+        f"fold {row['fold']}: held-out mixtures {row['exact_match_held_out']:.4f} (n={row['n_held_out']}), "
+        f"others {row['exact_match_seen']:.4f}"
+        for row in summary["folds"]
+    ]
+    lines.append(f"mean: held-out {summary['exact_match_held_out']:.4f}, others {summary['exact_match_seen']:.4f}")
+    return "\n".join(lines)

@@ -1,6 +1,9 @@
 """Instrument files -> core-level regions (binding energy, counts).
 
-`parse_file` picks a reader by file type; `select_regions` keeps the core-level regions on the
+Each format is one module listed in `READERS`: it declares the file suffixes it reads
+(`SUFFIXES`) and a `read(path) -> (regions, skipped)` that raises `ParseError`; a new format is
+one new module and its name here. `parse_file` picks the first reader of a file's suffix (any
+case); `select_regions` keeps the core-level regions on the
 grid (a survey only when there is no core-level region), keeps every non-survey region for the
 out-of-library check (`preprocess.unexplained_regions`: a peak above the grid, or in a region
 named after an element the model's library lacks) and reports the rest as skipped. Readers
@@ -9,19 +12,20 @@ raise `ParseError` with a reason a person can act on.
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xpstream.contract import GRID_STOP_EV, Region
+from xpstream.daemon.parse.base import ParseError
 
 SURVEY_SPAN_EV = 60.0  # a region wider than this is a survey, not a core level
 PLAUSIBLE_BE_EV = (-100.0, 20000.0)  # an axis reaching beyond these is not an XPS binding-energy axis
 VALENCE_MAX_EV = 40.0  # a region entirely below this binding energy is valence band
 
 
-class ParseError(ValueError):
-    """A file that cannot be turned into regions; the message says why."""
+READERS = ("text", "vamas_file", "vendor")  # modules of this package, in order of preference
 
 
 @dataclass
@@ -49,21 +53,31 @@ def classify(region: Region, seen_names: set[str] = frozenset()) -> str | None:
     return None
 
 
-def parse_file(path: str | Path) -> ParsedFile:
-    """Read an instrument file into its core-level regions."""
-    from xpstream.daemon.parse import text, vamas_file, vendor
+def reader_for(suffix: str):
+    """The `read` function of the first reader module that reads files ending in `suffix`."""
+    for name in READERS:
+        module = importlib.import_module(f"xpstream.daemon.parse.{name}")
+        if suffix.lower() in module.SUFFIXES:
+            return module.read
+    return None
 
+
+def supported_suffixes() -> list[str]:
+    """Every file suffix some reader reads (lower case)."""
+    return sorted({s for name in READERS for s in importlib.import_module(f"xpstream.daemon.parse.{name}").SUFFIXES})
+
+
+def parse_file(path: str | Path) -> ParsedFile:
+    """Read an instrument file into its core-level regions (ParseError, OSError)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    skipped = []
-    if suffix in text.SUFFIXES:
-        regions = text.read_two_column(path)
-    elif suffix == ".vms":
-        regions, skipped = vamas_file.read_vamas(path)
-    elif suffix in vendor.SUFFIXES:
-        regions = vendor.read_vendor_file(path)
-    else:
-        raise ParseError(f"{path.name}: unsupported file type {suffix!r}")
+    read = reader_for(path.suffix)
+    if read is None:
+        raise ParseError(
+            f"{path.name}: unsupported file type {path.suffix!r} (readable: {', '.join(supported_suffixes())})"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    regions, skipped = read(path)
     return select_regions(str(path), regions, skipped)
 
 

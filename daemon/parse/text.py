@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from xpstream.contract import ContractError, Region
+from xpstream.daemon.parse.base import ParseError
 
 SUFFIXES = (".csv", ".dat", ".tsv")
 _NUMBER = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
@@ -21,8 +22,6 @@ _SOURCE = re.compile(rf"(?:PE|hv|hnu|photon[ _]energy|source[ _]energy)\s*[:=]?\
 
 def read_two_column(path: Path, source_energy_ev: float | None = None) -> list[Region]:
     """One region from a two-column file, on a binding-energy axis."""
-    from xpstream.daemon.parse import ParseError
-
     try:
         lines = Path(path).read_text(errors="strict").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -55,3 +54,8 @@ def read_two_column(path: Path, source_energy_ev: float | None = None) -> list[R
         return [Region(name, energy, counts)]
     except ContractError as err:
         raise ParseError(f"{Path(path).name}: {err}") from None
+
+
+def read(path: Path) -> tuple[list[Region], list[str]]:
+    """The reader interface (see `xpstream.daemon.parse`)."""
+    return read_two_column(path), []

@@ -18,16 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from xpstream.contract import ContractError, Region
+from xpstream.daemon.parse.base import ParseError
+
+SUFFIXES = (".vms",)
 
 UV_SOURCE_MAX_EV = 100.0  # He I/II lamps: 21.2 / 40.8 eV
 AUGER = re.compile(r"\b[KLMN]{3}\b|auger", re.I)
 
 
-def read_vamas(path: Path) -> tuple[list[Region], list[str]]:
+def read(path: Path) -> tuple[list[Region], list[str]]:
     """(regions, skipped) of a VAMAS file."""
     from vamas import Vamas
 
-    from xpstream.daemon.parse import ParseError
     from xpstream.daemon.parse.vendor import read_vendor_file
 
     try:

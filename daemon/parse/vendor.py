@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from xpstream.contract import ContractError, Region
+from xpstream.daemon.parse.base import ParseError
 
 PARSERS = {
     ".xml": "pynxtools_xps.parsers.specs.xml:SPECSXMLParser",
@@ -29,8 +30,6 @@ SUFFIXES = tuple(PARSERS)
 
 def read_vendor_file(path: Path) -> list[Region]:
     """All spectra of a vendor file as regions on a binding-energy axis."""
-    from xpstream.daemon.parse import ParseError
-
     module, name = PARSERS[path.suffix.lower()].split(":")
     parser = getattr(importlib.import_module(module), name)()
     try:
@@ -58,3 +57,8 @@ def read_vendor_file(path: Path) -> list[Region]:
     if not regions:
         raise ParseError(f"{path.name}: no spectra in the file")
     return regions
+
+
+def read(path: Path) -> tuple[list[Region], list[str]]:
+    """The reader interface (see `xpstream.daemon.parse`)."""
+    return read_vendor_file(path), []

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from bench.service import batch_rate
 from xpstream.train.library import load_library
 from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
 from xpstream.train.simulate import to_grid
@@ -25,7 +26,7 @@ CONFIGS = {
         max_shift_ev=5.0,
         noise_counts=1e5,
         be_jitter_ev=0.1,
-        width_jitter=0.1,
+        width_scale=(0.9, 1.1),
         residual_background=0.02,
         acquisition="random",
     ),
@@ -85,8 +86,6 @@ def bench_generator(n: int = 65536, chunk: int = 1024, json_path: str | None = N
 def _onnx_rate(path, batch: int, threads: int, seconds: float = 1.5) -> float:
     """Spectra/s of a bare onnxruntime session (any opset: no merge with the preprocessing graph)."""
     import onnxruntime as ort
-
-    from xpstream.daemon.bench import batch_rate
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

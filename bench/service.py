@@ -17,9 +17,9 @@ import msgpack
 import numpy as np
 import zmq
 
+from tests.harness import DaemonProcess, free_port
 from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
 from xpstream.daemon.analysis import Analyser, Spectrum
-from xpstream.daemon.harness import DaemonProcess, free_port
 from xpstream.daemon.infer import load_model
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
 from xpstream.daemon.preprocess import measured_mask, regions_to_grid
@@ -137,9 +137,10 @@ def model_only_rate(model, batch: int, seconds: float = 2.0) -> float:
 
 
 def bench_daemon(
-    n: int = 20000, batch: int = 256, rate: float = 1000.0, files: int = 300, json_path: str | None = None
+    source: Path, n: int = 20000, batch: int = 256, rate: float = 1000.0, files: int = 300, json_path: str | None = None
 ):
-    """Run every measurement and print the table."""
+    """Run every measurement and print the table; `source`: the instrument file copied into the
+    watched folder `files` times."""
     tmp = Path(tempfile.mkdtemp())
     model = load_model(default_model_path(), threads=2)
     grid_msgs, region_msgs = synthetic_messages(n, "grid"), synthetic_messages(n // 4, "regions", seed=1)
@@ -159,12 +160,9 @@ def bench_daemon(
     results["naive_regions_per_s"] = _naive(region_msgs[:1000], model)
     d = _daemon(tmp / "folder", batch, watch=True)
     try:
-        source = Path(__file__).resolve().parents[2] / "shared" / "realxps" / "cheminfo_perovskite_kratos.vms"
-        if not source.exists():
-            source = Path("../shared/realxps/cheminfo_perovskite_kratos.vms")
         start = time.monotonic()
         for i in range(files):
-            shutil.copy(source, d.folder / f"f{i:05d}.vms")
+            shutil.copy(source, d.folder / f"f{i:05d}{source.suffix}")
         got = d.receive(files, timeout=600)
         results["folder_vamas_files_per_s"] = len(got) / (d.arrivals[-1] - start) if got else 0.0
     finally:
@@ -184,19 +182,18 @@ def bench_daemon(
     return results, ratios
 
 
-def bench_ray(files: int = 1500, json_path: str | None = None) -> dict:
+def bench_ray(source: Path, files: int = 1500, json_path: str | None = None) -> dict:
     """`xpstream batch` on one local Ray instance (started before the clock): files/s with 1
-    and 2 workers over the same files, actor start-up included."""
+    and 2 workers over `files` copies of the instrument file `source`, actor start-up included."""
     import ray
 
     from xpstream.daemon.archive import run_batch
 
     tmp = Path(tempfile.mkdtemp())
-    source = Path(__file__).resolve().parents[2] / "shared" / "realxps" / "cheminfo_perovskite_kratos.vms"
     archive = tmp / "archive"
     archive.mkdir()
     for i in range(files):
-        shutil.copy(source, archive / f"f{i:05d}.vms")
+        shutil.copy(source, archive / f"f{i:05d}{source.suffix}")
     rates = {}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

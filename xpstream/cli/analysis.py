@@ -1,0 +1,67 @@
+"""Subcommands that analyse files with an exported model: predict (here) and batch (on Ray)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def arguments_predict(p) -> None:
+    p.add_argument("files", nargs="+", help="instrument files, or folders (searched recursively)")
+    p.add_argument("--model", help="ONNX model (default: the shipped one)")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object per file (errors too)")
+    output.add_argument("--markdown", action="store_true", help="a Markdown table, one row per file (errors too)")
+
+
+def run_predict(args) -> None:
+    """Parse, preprocess and classify files; one line (or JSON object, or table row) per file.
+    Exits 1 when some file could not be analysed."""
+    from xpstream.daemon.analysis import Analyser, list_files, open_backend, read_file
+    from xpstream.present import MARKDOWN_HEADER, format_prediction, markdown_refusal, markdown_row
+
+    analyser = Analyser(open_backend(args.model))
+    failed = 0
+    if args.markdown:
+        print(MARKDOWN_HEADER)
+    for path in list_files(args.files):
+        try:
+            spectrum = read_file(path)
+        except (ValueError, OSError) as err:
+            failed += 1
+            if args.json:
+                print(json.dumps({"source": path, "error": str(err)}))
+            elif args.markdown:
+                print(markdown_refusal(path, err))
+            else:
+                print(f"{path}: error: {err}", file=sys.stderr)
+            continue
+        pred = analyser.analyse([spectrum])[0]
+        regions = [r.name for r in spectrum.regions]
+        if args.json:
+            print(json.dumps({**pred.to_dict(), "regions": regions, "skipped": spectrum.skipped}))
+        elif args.markdown:
+            print(markdown_row(pred, regions))
+        else:
+            print(format_prediction(pred, regions))
+    if failed:
+        raise SystemExit(1)
+
+
+def arguments_batch(p) -> None:
+    p.add_argument("sources", nargs="+", help="files or folders (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="output folder of Parquet files")
+    p.add_argument("--model", help="ONNX model (default: the shipped one)")
+    p.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    p.add_argument("--workers", type=int, default=2, help="actors, one onnxruntime session each (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="files per actor call (default: %(default)s)")
+
+
+def run_batch(args) -> None:
+    from xpstream.daemon.archive import run_batch
+    from xpstream.models import default_model_path
+
+    model = args.model or str(default_model_path())
+    summary = run_batch(args.sources, str(args.out), model, args.address, args.workers, args.batch_size)
+    print(f"analysed {summary['files']} files; results in {args.out}")

@@ -24,6 +24,10 @@ from xpstream.daemon.parse import element_named, parse_file, supported_suffixes
 from xpstream.daemon.preprocess import unexplained_regions
 from xpstream.quantify import NO_CROSS_SECTION, InstrumentResponse, element_composition
 
+# Region spectra are preprocessed together, each region padded to the batch's longest: a batch
+# is split so that it holds at most this many padded points (tens of MB in the float64 graph).
+MAX_BATCH_PADDED_POINTS = 1 << 21
+
 
 class InferenceBackend(Protocol):
     """A loaded model: metadata, and outputs (keyed MODEL_OUTPUTS) for grid spectra or regions."""
@@ -100,6 +104,21 @@ def list_files(sources: list[str | Path]) -> list[str]:
     return files
 
 
+def _bounded_chunks(region_lists: list[list[Region]], indices: list[int], limit: int):
+    """`indices` in order, split so that each chunk's padded regions (all its regions x the
+    longest) stay within `limit` points (a spectrum alone may exceed it)."""
+    chunk, rows, width = [], 0, 0
+    for index, regions in zip(indices, region_lists, strict=True):
+        longest = max((len(r.counts) for r in regions), default=0)
+        if chunk and (rows + len(regions)) * max(width, longest) > limit:
+            yield chunk
+            chunk, rows, width = [], 0, 0
+        chunk.append(index)
+        rows, width = rows + len(regions), max(width, longest)
+    if chunk:
+        yield chunk
+
+
 class Analyser:
     """Spectra -> predictions with one model. `instruments`: the kinetic-energy response of named
     instruments where it differs from the library's (element composition)."""
@@ -130,8 +149,8 @@ class Analyser:
             if any(m is not None for m in masks):
                 measured = np.stack([self._whole if m is None else m for m in masks])
             yield grid, self.backend.run(np.stack([spectra[i].spectrum for i in grid]), measured)
-        if regions:  # preprocessing + model in one graph
-            yield regions, self.backend.run_regions([spectra[i].regions for i in regions])
+        for chunk in _bounded_chunks([spectra[i].regions for i in regions], regions, MAX_BATCH_PADDED_POINTS):
+            yield chunk, self.backend.run_regions([spectra[i].regions for i in chunk])
 
     def _records(self, spectra, outputs) -> list[Prediction]:
         meta = self.metadata

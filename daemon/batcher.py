@@ -2,9 +2,10 @@
 
 Sources `put` items; the inference loop takes batches of at most `max_batch` items, waiting at
 most `max_wait_s` after the first item for more. When the queue is full, the item's policy
-decides: BLOCK (back-pressure: the source waits, as a ZeroMQ PULL reader should) or
-DROP_OLDEST (the oldest queued item is discarded and counted, as for a SUB socket whose
-publisher cannot be slowed down).
+decides: BLOCK (back-pressure: the source waits, as a ZeroMQ PULL reader and the folder
+watcher should) or DROP_OLDEST (the oldest queued DROP_OLDEST item is discarded and counted, as
+for a SUB socket whose publisher cannot be slowed down; when none is queued, the new item is).
+Items put with BLOCK are never dropped.
 """
 
 from __future__ import annotations
@@ -46,14 +47,18 @@ class MicroBatcher:
                 raise Closed("batcher is closed")
             if len(self._items) >= self.capacity:
                 if policy == DROP_OLDEST:
-                    dropped = self._items.popleft()
-                    if self.on_drop is not None:
-                        self.on_drop(dropped)
+                    index = next((i for i, (_, p) in enumerate(self._items) if p == DROP_OLDEST), None)
+                    if index is None:  # only items that must not be dropped: drop the newcomer
+                        self._dropped(item)
+                        return True
+                    dropped, _ = self._items[index]
+                    del self._items[index]
+                    self._dropped(dropped)
                 elif not self._lock.wait_for(lambda: len(self._items) < self.capacity or self._closed, timeout):
                     return False
                 if self._closed:
                     raise Closed("batcher is closed")
-            self._items.append(item)
+            self._items.append((item, policy))
             if len(self._items) == 1 or len(self._items) >= self.max_batch:
                 self._lock.notify_all()  # the consumer waits for a first item or a full batch
             return True
@@ -69,9 +74,13 @@ class MicroBatcher:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._lock.wait(left):
                     break
-            batch = [self._items.popleft() for _ in range(min(self.max_batch, len(self._items)))]
+            batch = [self._items.popleft()[0] for _ in range(min(self.max_batch, len(self._items)))]
             self._lock.notify_all()  # room for blocked producers
             return batch
+
+    def _dropped(self, item) -> None:
+        if self.on_drop is not None:
+            self.on_drop(item)
 
     def close(self) -> None:
         """Refuse new items; queued items can still be taken (drain)."""

@@ -31,6 +31,7 @@ Every key and its default (an empty file is a valid configuration):
     max_batch = 64
     max_wait_ms = 5.0
     capacity = 1024           # queued spectra before the overload policy applies
+    drain_s = 10.0            # on SIGTERM, publish what is queued for at most this long
 
     [metrics]
     address = "127.0.0.1:9310"          # Prometheus /metrics and /healthz; "" = off
@@ -102,6 +103,7 @@ class BatchConfig:
     max_batch: int = 64
     max_wait_ms: float = 5.0
     capacity: int = 1024
+    drain_s: float = 10.0
 
 
 @dataclass

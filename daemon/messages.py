@@ -57,6 +57,12 @@ class SpectrumMessage:
     metadata: dict = field(default_factory=dict)
 
 
+MAX_AXIS_LENGTH = 1 << 24  # no spectrum has more points; larger shapes are refused before reshaping
+# Regions are padded to the longest in the preprocessing graph: a message whose padded size
+# (regions x longest region) exceeds this is refused with reason "size" (16 regions of 16,384 points fit).
+MAX_PADDED_POINTS = 1 << 18
+
+
 def pack_array(array) -> dict:
     """An array as {"shape", "data"} with little-endian float32 bytes."""
     arr = np.ascontiguousarray(array, dtype="<f4")
@@ -67,8 +73,10 @@ def unpack_array(obj, what: str) -> np.ndarray:
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), bytes) or not isinstance(obj.get("shape"), list):
         raise MessageError("type", f"{what} must be a map with 'shape' (list) and 'data' (bytes)")
     shape = obj["shape"]
-    if not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise MessageError("shape", f"{what}: shape {shape!r} is not a list of non-negative integers")
+    if not (1 <= len(shape) <= 2 and all(isinstance(n, int) and 0 <= n <= MAX_AXIS_LENGTH for n in shape)):
+        raise MessageError(
+            "shape", f"{what}: shape {repr(shape)[:60]} is not 1 or 2 lengths of 0 to {MAX_AXIS_LENGTH:,} values"
+        )
     expected = math.prod(shape) * 4
     if len(obj["data"]) != expected:
         raise MessageError("shape", f"{what}: {len(obj['data'])} bytes do not hold float32 of shape {shape}")
@@ -144,9 +152,19 @@ def decode_spectrum(payload: bytes) -> SpectrumMessage:
         except ParseError as err:
             raise MessageError("energy", str(err)) from None
         message.regions, message.recorded = parsed.regions, parsed.recorded
+        padded = padded_points(message.regions)
+        if padded > MAX_PADDED_POINTS:
+            raise MessageError(
+                "size", f"{len(message.regions)} regions padded to {padded:,} points, above {MAX_PADDED_POINTS:,}"
+            )
     else:
         raise MessageError("schema", f"kind {kind!r} is neither 'grid' nor 'regions'")
     return message
+
+
+def padded_points(regions: list[Region]) -> int:
+    """Points the preprocessing graph holds for these regions (each padded to the longest)."""
+    return len(regions) * max((len(r.counts) for r in regions), default=0)
 
 
 def _decode_regions(body: dict) -> list[Region]:

@@ -33,6 +33,20 @@ class Metrics:
             shown.clear()
             shown.update(values)
 
+    def set_stage(self, stage: str, up: bool, why: str = "") -> None:
+        """Record a stage as running or down (why: one line); /healthz fails while any is down."""
+        with self._health_lock:
+            if up:
+                self._down.pop(stage, None)
+            else:
+                self._down[stage] = why
+        self.stage_up.labels(stage).set(1 if up else 0)
+
+    def problems(self) -> dict[str, str]:
+        """The stages that are down, with why."""
+        with self._health_lock:
+            return dict(self._down)
+
     def __init__(self):
         r = self.registry = CollectorRegistry()
         self.processed = Counter(
@@ -78,7 +92,24 @@ class Metrics:
             ["instrument", "group"],
             registry=r,
         )
+        self.files_ignored = Counter(
+            "xpstream_files_ignored",
+            "Files in a watched folder that no watch pattern takes",
+            ["instrument"],
+            registry=r,
+        )
+        self.stage_up = Gauge(
+            "xpstream_stage_up",
+            "1 while a daemon stage (thread) runs, 0 after it died until restarted",
+            ["stage"],
+            registry=r,
+        )
+        self.stage_restarts = Counter(
+            "xpstream_stage_restarts", "Daemon stages restarted after an unexpected error", ["stage"], registry=r
+        )
         self.ready = threading.Event()
+        self._down: dict[str, str] = {}  # stage -> why it is down
+        self._health_lock = threading.Lock()
         self._shown: dict[tuple, set[str]] = {}  # (gauge, instrument) -> the label values it shows
 
 
@@ -98,9 +129,11 @@ def serve_http(metrics: Metrics, address: str):
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") == "/healthz":
-            ok = metrics.ready.is_set()
+            problems = metrics.problems()
+            ok = metrics.ready.is_set() and not problems
+            text = "ok" if ok else "; ".join(f"{stage} down: {why}" for stage, why in problems.items()) or "starting"
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else b"starting\n"]
+            return [text.encode() + b"\n"]
         return metrics_app(environ, start_response)
 
     server = make_server(host, int(port), app, server_class=_Server, handler_class=_QuietHandler)

@@ -1,8 +1,14 @@
 """The daemon: wires sources -> micro-batcher -> inference -> publisher, with metrics.
 
 One inference thread (the caller of `run`) takes batches, runs the model and hands predictions
-to the publisher. SIGTERM stops the sources, drains the queue and exits; SIGHUP (or a change of
-the model file) reloads the model between two batches, so no queued spectrum is lost.
+to the publisher. SIGTERM stops the sources, drains the queue and exits, at the latest after
+`batch.drain_s` (files not yet published are processed again at the next start); SIGHUP (or a
+change of the model file) reloads the model between two batches, so no queued spectrum is lost.
+
+The service is the sources' `Handoff`: every reader thread runs as a supervised stage, and an
+error in one batch is retried spectrum by spectrum, so that only the spectrum that fails gets an
+error record (reason `internal`). `/healthz` fails and the systemd watchdog is not fed while a
+stage is down.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from pathlib import Path
 import zmq
 
 from xpstream.daemon.analysis import Analyser, InferenceBackend, open_backend
-from xpstream.daemon.batcher import BLOCK, MicroBatcher
+from xpstream.daemon.batcher import MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
-from xpstream.daemon.journal import Journal
+from xpstream.daemon.journal import Journal, path_text
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
 from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
-from xpstream.daemon.sources import Failure, Item
+from xpstream.daemon.sources import Failure, Item, Source
+from xpstream.daemon.supervise import MAX_ERROR_CHARS, one_line, supervised
 
 log = logging.getLogger("xpstream.service")
 MODEL_CHECK_S = 1.0
@@ -80,46 +87,50 @@ class Service:
         b = config.batch
         self.batcher = MicroBatcher(b.max_batch, b.max_wait_ms / 1000, b.capacity, on_drop=self._dropped)
         self.metrics.queue_capacity.set(b.capacity)
+        self.stopped = threading.Event()
         self.context = zmq.Context()
         self.curve = self._start_curve()
-        self.publisher = Publisher(self.context, config.zmq.pub, self.curve)
+        try:
+            self.publisher = Publisher(
+                self.context,
+                config.zmq.pub,
+                self.curve,
+                self.supervised,
+                lambda ok, why: self.metrics.set_stage("journal", ok, why),
+            )
+        except zmq.ZMQError as err:
+            raise ConfigError(
+                f"zmq.pub {config.zmq.pub!r}: {err}; give a free endpoint, e.g. --pub tcp://127.0.0.1:5557"
+            ) from None
         self.journal = Journal(config.state.journal) if config.watch.folders else None
         self.sources = self._build_sources()
-        self._stop = threading.Event()
         self._reload = threading.Event()
         self._http = None
         self.notifier = Notifier()
 
     # -- wiring ---------------------------------------------------------------------------
-    def _build_sources(self) -> list:
+    def _build_sources(self) -> list[Source]:
         from xpstream.daemon.sources.folder import FolderSource
         from xpstream.daemon.sources.sockets import SocketSource
 
-        z = self.config.zmq
-        sources = []
+        z, drain_s = self.config.zmq, self.config.batch.drain_s
+        sources: list[Source] = []
         if self.config.watch.folders:
-            sources.append(FolderSource(self.config.watch, self.journal, self._put_blocking, self._fail))
-        for endpoint in z.pull:
-            sources.append(
-                SocketSource(
-                    self.context, "pull", endpoint, self._put, self._fail, z.max_message_bytes, curve=self.curve
+            sources.append(FolderSource(self.config.watch, self.journal, self))
+        publisher_key = self._publisher_key() if z.sub else None
+        sockets = [("pull", endpoint, ("",), None) for endpoint in z.pull]
+        sockets += [("sub", endpoint, z.sub_topics, publisher_key) for endpoint in z.sub]
+        for kind, endpoint, topics, key in sockets:
+            try:
+                sources.append(
+                    SocketSource(
+                        self.context, kind, endpoint, self, z.max_message_bytes, topics, self.curve, key, drain_s
+                    )
                 )
-            )
-        publisher_key = self._publisher_key()
-        for endpoint in z.sub:
-            sources.append(
-                SocketSource(
-                    self.context,
-                    "sub",
-                    endpoint,
-                    self._put,
-                    self._fail,
-                    z.max_message_bytes,
-                    z.sub_topics,
-                    curve=self.curve,
-                    publisher_key=publisher_key,
-                )
-            )
+            except zmq.ZMQError as err:
+                raise ConfigError(
+                    f"zmq.{kind} {endpoint!r}: {err}; give a free endpoint such as tcp://127.0.0.1:5557"
+                ) from None
         return sources
 
     def _publisher_key(self) -> bytes | None:
@@ -161,29 +172,31 @@ class Service:
         log.info("serving model %s %s from %s on %s", meta.model_id, meta.version, path, model.provider)
         return model
 
-    def _put(self, item: Item, policy: str) -> bool:
+    # -- the sources' handoff -------------------------------------------------------------
+    def put(self, item: Item, policy: str) -> bool:
         ok = self.batcher.put(item, policy, timeout=0.2)
         self.metrics.queue_depth.set(len(self.batcher))
         return ok
 
-    def _put_blocking(self, item: Item) -> None:
-        while not self._put(item, BLOCK):  # the inference loop drains, so this ends
-            pass
+    def fail(self, failure: Failure, after=None) -> None:
+        message = path_text(failure.message)[:MAX_ERROR_CHARS]  # error texts never grow with input
+        log.warning("refused %s from %s: %s (%s)", failure.id or "input", failure.origin, message, failure.reason)
+        self.metrics.failed.labels(failure.source, failure.reason).inc()
+        payload = encode_error(failure.id, path_text(failure.origin), failure.reason, message)
+        self.publisher.publish(error_topic(failure.instrument), payload, sent=after)
+
+    def ignored(self, instrument: str) -> None:
+        self.metrics.files_ignored.labels(instrument).inc()
+
+    def supervised(self, stage: str, loop) -> threading.Thread:
+        return supervised(stage, loop, self.metrics, self.stopped)
 
     def _dropped(self, item: Item) -> None:
         self.metrics.dropped.labels(item.source).inc()
 
-    def _fail(self, failure: Failure, after=None) -> None:
-        log.warning(
-            "refused %s from %s: %s (%s)", failure.id or "input", failure.origin, failure.message, failure.reason
-        )
-        self.metrics.failed.labels(failure.source, failure.reason).inc()
-        payload = encode_error(failure.id, failure.origin, failure.reason, failure.message)
-        self.publisher.publish(error_topic(failure.instrument), payload, sent=after)
-
     # -- running --------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
-        self._stop.set()
+        self.stopped.set()
 
     def request_reload(self, *_args) -> None:
         self._reload.set()
@@ -195,17 +208,23 @@ class Service:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGHUP, self.request_reload)
         if self.config.metrics.address:
-            self._http = serve_http(self.metrics, self.config.metrics.address)
+            try:
+                self._http = serve_http(self.metrics, self.config.metrics.address)
+            except (OSError, ValueError) as err:
+                raise ConfigError(
+                    f"metrics.address {self.config.metrics.address!r}: {getattr(err, 'strerror', None) or err}; "
+                    "give a free HOST:PORT, e.g. --metrics 127.0.0.1:9311 (or '' for none)"
+                ) from None
         for source in self.sources:
             source.start()
         self.metrics.ready.set()
         self.notifier.notify("READY=1")
         log.info("ready")
         last_check = time.monotonic()
-        stopping = False
+        deadline = None  # of the drain, once stopping
         while True:
-            if self._stop.is_set() and not stopping:
-                stopping = True
+            if self.stopped.is_set() and deadline is None:
+                deadline = time.monotonic() + self.config.batch.drain_s
                 self.notifier.notify("STOPPING=1")
                 log.info("stopping: draining %d queued spectra", len(self.batcher))
                 for source in self.sources:
@@ -213,19 +232,39 @@ class Service:
             batch = self.batcher.get_batch(timeout=0.2)
             if batch:
                 self._infer(batch)
-            elif stopping and all(source.finished() for source in self.sources) and not len(self.batcher):
-                self.batcher.close()
+            elif deadline is not None and all(s.finished() for s in self.sources) and not len(self.batcher):
                 break
-            self.notifier.tick()
+            if deadline is not None and time.monotonic() > deadline:
+                log.warning(
+                    "drain deadline passed: %d queued spectra not published (files: next start)", len(self.batcher)
+                )
+                break
+            if not self.metrics.problems():
+                self.notifier.tick()  # systemd's watchdog is fed only while every stage runs
             if time.monotonic() - last_check > MODEL_CHECK_S or self._reload.is_set():
                 last_check = time.monotonic()
                 self._maybe_reload()
+        self.batcher.close()
         self._shutdown()
 
     def _infer(self, batch: list[Item]) -> None:
+        """Analyse and publish a batch; if the batch fails, each spectrum alone, and a spectrum
+        that fails alone gets an error record."""
         self.metrics.queue_depth.set(len(self.batcher))
         start = time.monotonic()
-        predictions = self.analyser.analyse(batch)
+        try:
+            predictions = self.analyser.analyse(batch)
+        except Exception as err:
+            if len(batch) == 1:
+                item = batch[0]
+                self.fail(
+                    Failure(item.id, item.instrument, item.source, item.origin, "internal", one_line(err)), item.on_done
+                )
+                return
+            log.warning("batch of %d failed (%s); analysing its spectra one by one", len(batch), one_line(err))
+            for item in batch:
+                self._infer([item])
+            return
         now = time.monotonic()
         inference_s = now - start
         self.metrics.inference.observe(inference_s)
@@ -282,5 +321,6 @@ class Service:
             self.journal.close()
         if self._http is not None:
             self._http.shutdown()
-        self.context.term()
+        if all(source.finished() for source in self.sources):
+            self.context.term()  # else a reader still holds its socket (drain deadline): the exit ends it
         log.info("stopped")

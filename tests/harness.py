@@ -24,13 +24,22 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, state: Path, *extra: str, watch: bool = True, env: dict | None = None, ready_s: float = 120):
+    def __init__(
+        self,
+        state: Path,
+        *extra: str,
+        watch: bool = True,
+        env: dict | None = None,
+        ready_s: float = 120,
+        prefix: tuple[str, ...] = (),
+    ):
+        """prefix: a command the daemon runs under (e.g. prlimit and its options)."""
         self.pull = f"tcp://127.0.0.1:{free_port()}"
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
         self.folder = state / "incoming"
         self.folder.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "xpstream", "serve", "--pull", self.pull, "--pub", self.pub]
+        args = [*prefix, sys.executable, "-m", "xpstream", "serve", "--pull", self.pull, "--pub", self.pub]
         args += ["--metrics", self.metrics, "--journal", str(state / "journal.sqlite"), "--stable-s", "0.3", *extra]
         args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
         # The clients connect before the daemon binds (ZeroMQ retries every 10 ms), so the

@@ -2,6 +2,7 @@
 files recorded with their reason."""
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -39,7 +40,7 @@ def test_batch_equals_the_daemon_and_records_failures(tmp_path):
     try:
         for name in FILES:
             shutil.copy(REALXPS / name, daemon.folder / name)
-        published = {body["id"]: body for _, body in daemon.receive(len(FILES))}
+        published = {Path(body["source"]).name: body for _, body in daemon.receive(len(FILES))}
     finally:
         assert daemon.stop() == 0
     assert set(published) == set(FILES)

@@ -68,3 +68,19 @@ def test_close_drains_then_refuses():
 def test_invalid_sizes_are_refused():
     with pytest.raises(ValueError):
         MicroBatcher(max_batch=8, max_wait_s=0.01, capacity=4)
+
+
+def test_drop_oldest_evicts_only_droppable_items():
+    """A SUB flood (DROP_OLDEST) never evicts PULL or folder items (BLOCK): it evicts the oldest
+    SUB item, or, with none queued, the newcomer itself."""
+    dropped = []
+    b = MicroBatcher(max_batch=4, max_wait_s=0.0, capacity=4, on_drop=dropped.append)
+    assert b.put("pull-0", BLOCK) and b.put("sub-0", DROP_OLDEST) and b.put("pull-1", BLOCK)
+    assert b.put("sub-1", DROP_OLDEST)
+    assert b.put("sub-2", DROP_OLDEST) and dropped == ["sub-0"]
+    assert b.put("sub-3", DROP_OLDEST) and dropped == ["sub-0", "sub-1"]
+    assert b.get_batch(timeout=1) == ["pull-0", "pull-1", "sub-2", "sub-3"]
+    for i in range(4):
+        b.put(f"pull-{i}", BLOCK)
+    assert b.put("sub-4", DROP_OLDEST) and dropped[-1] == "sub-4"
+    assert b.get_batch(timeout=1) == [f"pull-{i}" for i in range(4)]

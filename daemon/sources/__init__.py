@@ -1,12 +1,15 @@
-"""Where spectra come from: watched folders and ZeroMQ sockets. Each source turns its input into
-`Item`s (a grid spectrum plus where it came from) and puts them into the micro-batcher, or
-reports a refusal through `Failure`."""
+"""Where spectra come from: watched folders and ZeroMQ sockets. Each source is a `Source`
+(start, stop, finished) that turns its input into `Item`s (a grid spectrum or regions, plus
+where it came from) and hands them to a `Handoff` (the service): `put` into the micro-batcher,
+`fail` for a refusal (an error record), `supervised` for its reader thread."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,3 +40,33 @@ class Failure:
     origin: str
     reason: str
     message: str
+
+
+class Handoff(Protocol):
+    """What a source hands its input to."""
+
+    stopped: threading.Event  # set once the daemon stops
+
+    def put(self, item: Item, policy: str) -> bool:
+        """Queue an item under an overload policy (batcher.BLOCK or DROP_OLDEST); False when the
+        queue stayed full for a moment (BLOCK): call again. Raises batcher.Closed once closed."""
+
+    def fail(self, failure: Failure, after: Callable[[], None] | None = None) -> None:
+        """Publish a refusal (error topic, metric, log); `after` runs once it is published."""
+
+    def ignored(self, instrument: str) -> None:
+        """Count a file no watch pattern takes."""
+
+    def supervised(self, stage: str, loop: Callable[[], None]) -> threading.Thread:
+        """A thread running `loop` as a supervised stage (see `xpstream.daemon.supervise`)."""
+
+
+class Source(Protocol):
+    """A watched folder or a socket: started once, stopped once (returns at once), finished
+    when its thread has handed over everything it took in."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def finished(self) -> bool: ...

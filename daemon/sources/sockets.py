@@ -1,7 +1,10 @@
 """ZeroMQ inputs: PULL sockets (bound; back-pressure when the queue is full) and SUB sockets
 (connected, with topic filters; the oldest queued spectrum is dropped and counted when full).
 
-Each socket lives in its own thread, as ZeroMQ sockets must not be shared between threads.
+Each socket lives in its own supervised thread, as ZeroMQ sockets must not be shared between
+threads. No message ends it: a message that cannot be decoded is refused with its reason, any
+other error while handling one is refused as `internal`. On stop, what has already arrived is
+taken in until the socket is quiet or `drain_s` has passed.
 """
 
 from __future__ import annotations
@@ -9,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 import zmq
 
 from xpstream.daemon.batcher import BLOCK, DROP_OLDEST, Closed
 from xpstream.daemon.messages import MessageError, decode_spectrum
-from xpstream.daemon.sources import Failure, Item
+from xpstream.daemon.sources import Failure, Handoff, Item
+from xpstream.daemon.supervise import one_line
 
 log = logging.getLogger("xpstream.zmq")
 POLL_MS = 100
@@ -32,19 +35,19 @@ class SocketSource:
         context: zmq.Context,
         kind: str,
         endpoint: str,
-        put: Callable[[Item, str], None],
-        fail: Callable[[Failure], None],
+        handoff: Handoff,
         max_message_bytes: int,
         topics: list[str] = ("",),
         curve: tuple[bytes, bytes] | None = None,
         publisher_key: bytes | None = None,
+        drain_s: float = 10.0,
     ):
         """curve: the daemon's (public, secret) keys; PULL sockets are CURVE servers with them.
         publisher_key: the publishers' public key; SUB sockets are then CURVE clients."""
         if kind not in ("pull", "sub"):
             raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
         self.kind, self.endpoint = kind, endpoint
-        self.put, self.fail = put, fail
+        self.handoff, self.drain_s = handoff, drain_s
         self.policy = BLOCK if kind == "pull" else DROP_OLDEST
         self.socket = context.socket(zmq.PULL if kind == "pull" else zmq.SUB)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
@@ -65,7 +68,7 @@ class SocketSource:
                 self.socket.setsockopt_string(zmq.SUBSCRIBE, topic)
             self.socket.connect(endpoint)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"zmq-{kind}", daemon=True)
+        self._thread = handoff.supervised(f"zmq-{kind}", self._loop)
 
     def start(self) -> None:
         self._thread.start()
@@ -81,16 +84,15 @@ class SocketSource:
     def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        try:
-            while not self._stop.is_set():
-                if poller.poll(POLL_MS) and not self._take_arrived():
-                    return
-            # stopping: take in what has already arrived, until the socket stays quiet
-            while poller.poll(DRAIN_QUIET_MS):
+        while not self._stop.is_set():
+            if poller.poll(POLL_MS) and not self._take_arrived():
+                break
+        else:  # stopping: take in what has already arrived, until quiet or the drain deadline
+            deadline = time.monotonic() + self.drain_s
+            while time.monotonic() < deadline and poller.poll(DRAIN_QUIET_MS):
                 if not self._take_arrived():
-                    return
-        finally:
-            self.socket.close(linger=0)
+                    break
+        self.socket.close(linger=0)
 
     def _take_arrived(self) -> bool:
         """Handle the messages waiting on the socket, at most READ_AT_ONCE (so a stop request is
@@ -110,7 +112,10 @@ class SocketSource:
         try:
             message = decode_spectrum(payload)
         except MessageError as err:
-            self.fail(Failure(None, "unknown", self.kind, self.endpoint, err.reason, str(err)))
+            self.handoff.fail(Failure(None, "unknown", self.kind, self.endpoint, err.reason, str(err)))
+            return True
+        except Exception as err:  # a message must never end the reader
+            self.handoff.fail(Failure(None, "unknown", self.kind, self.endpoint, "internal", one_line(err)))
             return True
         item = Item(
             message.id,
@@ -124,7 +129,7 @@ class SocketSource:
             recorded=message.recorded,
         )
         try:
-            while not self.put(item, self.policy):  # the inference loop drains, so this ends
+            while not self.handoff.put(item, self.policy):  # the inference loop drains, so this ends
                 pass
         except Closed:
             log.error("batcher closed before %s from %s was queued", message.id, self.endpoint)

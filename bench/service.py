@@ -22,8 +22,8 @@ from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
 from xpstream.daemon.analysis import Analyser, Spectrum
 from xpstream.daemon.infer import load_model
 from xpstream.daemon.messages import decode_spectrum, encode_prediction, encode_spectrum
-from xpstream.daemon.preprocess import measured_mask, regions_to_grid
 from xpstream.models import default_model_path
+from xpstream.spectrum import measured_mask, regions_to_grid
 
 
 def synthetic_messages(n: int, kind: str, seed: int = 0) -> list[bytes]:

@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from xpstream.contract import ContractError, ModelMetadata, Prediction, Region, whole_grid_mask
-from xpstream.daemon.parse import element_named, parse_file, supported_suffixes
-from xpstream.daemon.preprocess import unexplained_regions
+from xpstream.daemon.parse import parse_file, supported_suffixes
 from xpstream.quantify import NO_CROSS_SECTION, InstrumentResponse, element_composition
+from xpstream.spectrum import element_named, unexplained_regions
 
 # Region spectra are preprocessed together, each region padded to the batch's longest: a batch
 # is split so that it holds at most this many padded points (tens of MB in the float64 graph).

@@ -20,6 +20,7 @@ import onnx.compose
 import onnxruntime as ort
 
 from xpstream.contract import (
+    CONTRACT_VERSION,
     MODEL_INPUTS,
     MODEL_OUTPUTS,
     ContractError,
@@ -28,8 +29,8 @@ from xpstream.contract import (
     check_spectra,
     whole_grid_mask,
 )
-from xpstream.daemon.preprocess import pad_regions
 from xpstream.models import preprocess_model_path
+from xpstream.spectrum import BACKGROUND_SEARCH_EV, LIMIT_SMOOTHING_EV, SHIRLEY_ITERATIONS, pad_regions
 
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 PREPROCESS_PREFIX = "pre_"
@@ -72,6 +73,29 @@ class LoadedModel:
         return dict(zip(MODEL_OUTPUTS, self.with_preprocessing.run(None, feeds), strict=True))
 
 
+def load_preprocessing(path: Path) -> onnx.ModelProto:
+    """The preprocessing graph, refused (ContractError) unless its metadata match this
+    contract and the numpy reference's Shirley constants (xpstream.spectrum)."""
+    try:
+        graph = onnx.load(str(path))
+    except Exception as err:
+        raise ContractError(f"preprocessing graph {path} cannot be loaded: {err}") from None
+    found = {p.key: p.value for p in graph.metadata_props}
+    expected = {
+        "contract_version": CONTRACT_VERSION,
+        "shirley_iterations": str(SHIRLEY_ITERATIONS),
+        "background_search_ev": str(BACKGROUND_SEARCH_EV),
+        "limit_smoothing_ev": str(LIMIT_SMOOTHING_EV),
+    }
+    wrong = {k: found.get(k) for k, v in expected.items() if found.get(k) != v}
+    if wrong:
+        raise ContractError(
+            f"preprocessing graph {path} refused: {wrong} differ from {expected}; "
+            "rebuild it with `xpstream export-preprocess`"
+        )
+    return graph
+
+
 def load_model(path: str | Path, threads: int = 0, providers=None, spinning: bool = True) -> LoadedModel:
     """Open an ONNX model; refuse it (ContractError) if its metadata disagree with the contract.
 
@@ -100,7 +124,7 @@ def load_model(path: str | Path, threads: int = 0, providers=None, spinning: boo
     outputs = [o.name for o in session.get_outputs()]
     if tuple(i.name for i in inputs) != MODEL_INPUTS or tuple(outputs) != MODEL_OUTPUTS:
         raise ContractError(f"model {path.name} refused: expected inputs {MODEL_INPUTS} and outputs {MODEL_OUTPUTS}")
-    preprocess = onnx.load(str(preprocess_model_path()))
+    preprocess = load_preprocessing(preprocess_model_path())
     merged = onnx.compose.merge_models(preprocess, graph, io_map=[("spectra", "spectra")], prefix1=PREPROCESS_PREFIX)
     with_preprocessing = ort.InferenceSession(merged.SerializeToString(), options, providers=chosen)
     return LoadedModel(path, session, with_preprocessing, metadata)

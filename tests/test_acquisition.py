@@ -6,8 +6,8 @@ import torch
 
 from tests.conftest import REALXPS, draw
 from xpstream.contract import GRID_SIZE, LABEL_NAMES, NUM_LABELS, Region, energy_grid
-from xpstream.daemon.parse import element_named, parse_file, select_regions
-from xpstream.daemon.preprocess import measured_mask, peak_significance, unexplained_regions
+from xpstream.daemon.parse import parse_file, select_regions
+from xpstream.spectrum import element_named, measured_mask, peak_significance, unexplained_regions
 from xpstream.train.acquisition import CARBON, LEVELS, REGION_WINDOWS_EV, label_determined, window_slices
 from xpstream.train.metrics import reliability
 from xpstream.train.models import Acquisition, build_model, normalise

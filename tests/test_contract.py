@@ -151,6 +151,6 @@ def test_contract_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, xpstream.contract, xpstream.daemon.preprocess; print('torch' in sys.modules)"
+    code = "import sys, xpstream.contract, xpstream.spectrum; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

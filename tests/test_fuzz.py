@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REALXPS
 from xpstream.daemon.parse import ParseError, parse_file
-from xpstream.daemon.preprocess import regions_to_grid
+from xpstream.spectrum import regions_to_grid
 
 SUFFIXES = [".vms", ".xml", ".xy", ".spe", ".txt", ".csv"]
 SAMPLES = {

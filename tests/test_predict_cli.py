@@ -54,7 +54,7 @@ def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):
 def test_merged_preprocessing_and_model_equal_the_two_steps():
     """run_regions (preprocessing graph + model, one session) = model.run(numpy reference)."""
     from xpstream.daemon.parse import parse_file
-    from xpstream.daemon.preprocess import measured_mask, regions_to_grid
+    from xpstream.spectrum import measured_mask, regions_to_grid
 
     model = load_model(default_model_path())
     spectra = [parse_file(REALXPS / n).regions for n in ("lg4x_PET_C1s.csv", "pynx_PBTTT_specs.xml")]

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import REALXPS
 from xpstream.contract import Region, energy_grid
 from xpstream.daemon.parse import ParseError, parse_file
-from xpstream.daemon.preprocess import background_limits, measured_mask, regions_to_grid, shirley_background
+from xpstream.spectrum import background_limits, measured_mask, regions_to_grid, shirley_background
 
 GRID = energy_grid()
 
@@ -123,8 +123,8 @@ def test_preprocessing_graph_equals_the_numpy_reference(tmp_path, library):
     simulated regions and irregular, noisy random regions."""
     import onnxruntime as ort
 
-    from xpstream.daemon.preprocess import pad_regions
     from xpstream.models import preprocess_model_path
+    from xpstream.spectrum import pad_regions
     from xpstream.train.simulate import base_spectrum
 
     spectra = [
@@ -166,3 +166,22 @@ def test_measured_mask_holds_the_grid_points_inside_each_region():
     both = measured_mask([region(284.0, 286.0), region(531.0, 533.0)])
     expected = ((grid >= 284.0) & (grid <= 286.0)) | ((grid >= 531.0) & (grid <= 533.0))
     assert np.array_equal(both, expected.astype(np.float32)) and both.sum() == 42
+
+
+def test_preprocessing_graph_metadata_are_checked_at_load(tmp_path):
+    """The graph in front of every model carries the contract version and the Shirley constants
+    of the numpy reference; a graph built with others is refused with the fix."""
+    import onnx
+
+    from xpstream.contract import ContractError
+    from xpstream.daemon.infer import load_preprocessing
+    from xpstream.models import preprocess_model_path
+
+    assert load_preprocessing(preprocess_model_path()) is not None
+    graph = onnx.load(str(preprocess_model_path()))
+    for entry in graph.metadata_props:
+        if entry.key == "shirley_iterations":
+            entry.value = "3"
+    onnx.save(graph, tmp_path / "pre.onnx")
+    with pytest.raises(ContractError, match="shirley_iterations.*xpstream export-preprocess"):
+        load_preprocessing(tmp_path / "pre.onnx")

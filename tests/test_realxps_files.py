@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import REALXPS
 from xpstream.daemon.parse import parse_file
-from xpstream.daemon.preprocess import regions_to_grid
+from xpstream.spectrum import regions_to_grid
 
 KEPT = {
     "cheminfo_ARXPS_Al_foil_kratos.vms": ["O 1s", "C 1s", "Al 2p"],

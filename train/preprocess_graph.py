@@ -1,7 +1,7 @@
 """The daemon's batched preprocessing as an ONNX graph, written in torch and exported once
 (`xpstream export-preprocess` writes models/preprocess.onnx, which ships).
 
-Inputs (see xpstream.daemon.preprocess.pad_regions): counts [M, L] float32, start [M] and
+Inputs (see xpstream.spectrum.pad_regions): counts [M, L] float32, start [M] and
 step [M] float64, length [M] int64, owner [M] int64 (the spectrum each region belongs to; every
 spectrum 0..N-1 has at least one region). Output: spectra [N, 6601] float32, the same as the
 numpy reference `regions_to_grid` for each spectrum; the arithmetic inside is float64.
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from xpstream.contract import CONTRACT_VERSION, GRID_SIZE, GRID_START_EV, GRID_STEP_EV
-from xpstream.daemon.preprocess import BACKGROUND_SEARCH_EV, LIMIT_SMOOTHING_EV, SHIRLEY_ITERATIONS
+from xpstream.spectrum import BACKGROUND_SEARCH_EV, LIMIT_SMOOTHING_EV, SHIRLEY_ITERATIONS
 
 INPUTS = ("counts", "start", "step", "length", "owner")
 
@@ -34,7 +34,7 @@ class RegionsToGrid(nn.Module):
         index = torch.arange(width, device=counts.device)[None, :]
         inside = (index < length[:, None]).to(counts.dtype)
         counts = counts * inside
-        # background limits (daemon.preprocess.background_limits): the minimum of the counts
+        # background limits (xpstream.spectrum.background_limits): the minimum of the counts
         # averaged over 2h + 1 points (cut at the region's ends), within `search` points of each end
         last_index = (length - 1)[:, None]
         half = torch.minimum(

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from xpstream.daemon.parse import parse_file
-from xpstream.daemon.preprocess import GRID, region_signal
+from xpstream.spectrum import GRID, region_signal
 from xpstream.train.library import Library
 from xpstream.train.simulate import base_spectrum, polymer_lines
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from xpstream.contract import LABEL_NAMES
 from xpstream.daemon.parse import parse_file
-from xpstream.daemon.preprocess import measured_mask, regions_to_grid
+from xpstream.spectrum import measured_mask, regions_to_grid
 from xpstream.train import metrics
 from xpstream.train.library import Library, load_library
 from xpstream.train.mixtures import MixtureGenerator, MixtureSettings

@@ -13,7 +13,6 @@ raise `ParseError` with a reason a person can act on.
 from __future__ import annotations
 
 import importlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,20 +102,3 @@ def select_regions(source: str, regions: list[Region], skipped: list[str] = ()) 
             f"{Path(source).name}: no core-level region or survey on the grid ({'; '.join(skipped) or 'no data'})"
         )
     return ParsedFile(source, kept, skipped, recorded)
-
-
-_PERIODIC_TABLE = """
-H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr
-Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb
-Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U
-"""
-ELEMENTS = frozenset(_PERIODIC_TABLE.split())
-_LEVEL_NAME = re.compile(r"([A-Z][a-z]?)[\s_]*(\d[spdf])")
-
-
-def element_named(region_name: str) -> str | None:
-    """The element a region's name announces ("Cu 2p", "2_C1s", "Pb4f", "3_S_2p"), or None."""
-    for symbol, _ in _LEVEL_NAME.findall(region_name):
-        if symbol in ELEMENTS:
-            return symbol
-    return None

@@ -1,4 +1,6 @@
-"""Regions -> grid spectrum: Shirley background, resampling onto the grid, area normalisation.
+"""The spectrum rules both halves share (numpy only, no torch): regions -> grid spectrum (Shirley
+background, resampling onto the grid, area normalisation), measured-region masks, region
+padding, element names of regions, and the out-of-library check.
 
 This is the one place a measured spectrum is prepared. `regions_to_grid` is the numpy
 reference that training's real-spectrum checks use; the daemon and `xpstream predict` run the
@@ -23,12 +25,12 @@ cannot explain (`unexplained_regions`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from xpstream.contract import GRID_SIZE, GRID_STOP_EV, ContractError, Region, energy_grid, normalise_spectrum
-from xpstream.daemon.parse import element_named
 
 GRID = energy_grid()
 SHIRLEY_ITERATIONS = 12
@@ -182,3 +184,20 @@ def pad_regions(spectra: list[list[Region]]) -> RegionBatch:
         np.array([r[0] for r in rows], dtype=np.int64),
         np.stack([measured_mask(regions) for regions in spectra]),
     )
+
+
+_PERIODIC_TABLE = """
+H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr
+Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb
+Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U
+"""
+ELEMENTS = frozenset(_PERIODIC_TABLE.split())
+_LEVEL_NAME = re.compile(r"([A-Z][a-z]?)[\s_]*(\d[spdf])")
+
+
+def element_named(region_name: str) -> str | None:
+    """The element a region's name announces ("Cu 2p", "2_C1s", "Pb4f", "3_S_2p"), or None."""
+    for symbol, _ in _LEVEL_NAME.findall(region_name):
+        if symbol in ELEMENTS:
+            return symbol
+    return None

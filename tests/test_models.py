@@ -11,10 +11,9 @@ from tests.conftest import draw, run_cli
 from xpstream.contract import GRID_SIZE, MODEL_OUTPUTS, ContractError, ModelMetadata
 from xpstream.daemon.infer import load_model
 from xpstream.models import default_model_path
-from xpstream.train.export import export_onnx, weights_from_onnx
+from xpstream.train.export import Deployed, export_onnx, weights_from_onnx
 from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
 from xpstream.train.models import (
-    Deployed,
     build_model,
     normalised_to_samples,
     paper_grid_sample_warp,

@@ -26,6 +26,7 @@ from xpstream.train.export import library_metadata  # noqa: E402
 from xpstream.train.library import load_library  # noqa: E402
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings  # noqa: E402
 from xpstream.train.models import normalise, shift_warp  # noqa: E402
+from xpstream.train.plots import plot_reliability, plot_sensitivity  # noqa: E402
 from xpstream.train.trainer import (  # noqa: E402
     TrainConfig,
     headline,
@@ -345,42 +346,6 @@ def _acquisition_section(report: dict) -> list[str]:
     return lines
 
 
-def plot_reliability(report: dict, path: Path) -> None:
-    """Reliability diagram: observed rate of presence against predicted probability (the
-    paper-less half of the evaluation: is 0.8 right 80 % of the time?)."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    for name, m in report["models"].items():
-        for kind, style in (("calibrated", "-o"), ("uncalibrated", ":x")):
-            rel = m["calibration"][kind]
-            xs = [b["confidence"] for b in rel["bins"]]
-            label = f"{name} {kind} (ECE {rel['ece']:.3f})"
-            ax.plot(xs, [b["observed"] for b in rel["bins"]], style, ms=3, label=label)
-    ax.set_xlabel("predicted probability")
-    ax.set_ylabel("observed share present")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_sensitivity(report: dict, path: Path) -> None:
-    names = list(report["models"])
-    x = np.arange(len(LABEL_NAMES))
-    fig, ax = plt.subplots(figsize=(13, 4))
-    width = 0.8 / len(names)
-    for k, name in enumerate(names):
-        sens = [report["models"][name]["per_label"][lbl]["sensitivity"] for lbl in LABEL_NAMES]
-        ax.bar(x + k * width, sens, width, label=name)
-    ax.set_xticks(x + 0.4 - width / 2, [lbl.display for lbl in LABELS], rotation=75, fontsize=7)
-    ax.set_ylabel("sensitivity")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 @torch.no_grad()
 def plot_alignment(model, batch: Batch, path: Path, n: int = 6) -> None:
     """The paper's Figure 5: input spectra and the same spectra after the learned alignment."""
@@ -400,24 +365,6 @@ def plot_alignment(model, batch: Batch, path: Path, n: int = 6) -> None:
         ax.set_title(title)
         ax.set_xlabel("binding energy (eV)")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_accuracy_vs_shift(table: dict[str, dict[float, float]], path: Path, paper: dict | None = None) -> None:
-    """Exact match against maximum shift, one line per model (the paper's Figure 3)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in table.items():
-        shifts = sorted(points)
-        ax.plot(shifts, [100 * points[s] for s in shifts], marker="o", label=name)
-    for name, points in (paper or {}).items():
-        ax.plot(list(points), list(points.values()), ls="--", marker="x", alpha=0.6, label=f"paper {name}")
-    ax.set_xlabel("maximum shift S (eV)")
-    ax.set_ylabel("exact match (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

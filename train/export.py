@@ -1,5 +1,6 @@
-"""ONNX export of a trained model: one graph, (spectra [N, 6601], measured [N, 6601]) ->
-probabilities [N, 32], shift_ev [N], determined [N, 32], out_of_library_score [N].
+"""ONNX export of a trained model: one graph, (spectra [N, 6601], measured [N, 6601]) -> the
+contract's MODEL_OUTPUTS (probabilities, shift, determinability, out-of-library score, group
+shares and their spread, recorded levels and their areas).
 
 The graph is `Deployed` (calibration, determinability, out-of-library score inside); it
 normalises its input (any positive scale), has a dynamic batch axis, and carries the contract
@@ -20,12 +21,45 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from xpstream.contract import GRID_SIZE, MODEL_INPUTS, MODEL_OUTPUTS, ModelMetadata
+from xpstream.contract import GRID_SIZE, MODEL_INPUTS, MODEL_OUTPUTS, NUM_LABELS, ModelMetadata
 from xpstream.train.acquisition import LEVELS
 from xpstream.train.library import Library, load_library
-from xpstream.train.models import Deployed
+from xpstream.train.models import Acquisition, normalise
 
 REPORT_KEYS = ("exact_match", "exact_match_at_0.5", "micro_f1", "macro_f1", "shift_mae_ev")
+
+
+class Deployed(nn.Module):
+    """What the exported graph computes from (spectra, measured) (`contract.MODEL_OUTPUTS`):
+    probabilities (N, 32) with per-label temperature calibration and 0.5 (no evidence) where
+    `determined` is 0; shift_ev (N,); determined (N, 32); out_of_library_score (N,);
+    group_fraction (N, 32), the share of the sample's non-H atoms in each group, and
+    group_fraction_std (N, 32), its calibrated spread (NaN for models without a composition
+    head); level_recorded and level_area (N, L), for the classical element quantification."""
+
+    def __init__(self, model: nn.Module, temperature=None, share_scale=None):
+        super().__init__()
+        self.model = model
+        # the model's own maps when it reads the mask: one set of buffers in the graph, so
+        # onnxruntime merges the repeated mask -> levels product instead of computing it twice
+        self.acquisition = getattr(model, "acquisition", None) or Acquisition()
+        t = torch.ones(NUM_LABELS) if temperature is None else torch.as_tensor(temperature, dtype=torch.float32)
+        self.register_buffer("temperature", t.clone())
+        scale = torch.ones(NUM_LABELS) if share_scale is None else torch.as_tensor(share_scale, dtype=torch.float32)
+        self.register_buffer("share_scale", scale.clone())
+
+    def forward(self, spectra, measured):
+        out = self.model(spectra, measured)
+        determined, score, recorded, level_area = self.acquisition(normalise(spectra), measured)
+        probs = torch.sigmoid(out.logits / self.temperature)
+        probs = torch.where(determined > 0, probs, torch.full_like(probs, 0.5))
+        if out.share_logits is None:
+            fraction = torch.full_like(probs, float("nan"))
+            spread = fraction
+        else:
+            fraction = torch.softmax(out.share_logits, dim=1)
+            spread = torch.exp(out.share_log_scale) * self.share_scale
+        return probs, out.shift_ev, determined, score, fraction, spread, recorded, level_area
 
 
 def library_metadata(library: Library) -> dict:

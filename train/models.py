@@ -7,10 +7,9 @@ exported graph does too) and returns a `ModelOutput`: label logits (N, 32), shif
 for models with a composition head, group-share logits and log-scales (N, 32 each). Models
 without a shift estimate return zeros for it; only the acquisition-aware models read the mask.
 
-`Deployed` wraps a trained model into what the exported graph computes: calibrated
-probabilities, the shift, per-label determinability from the mask, the out-of-library score,
-the group shares with their calibrated spread, and each core level's share of the area
-(`Acquisition`).
+`Acquisition` computes from the mask what the exported graph reports beside the model
+(per-label determinability, the out-of-library score, each core level's share of the area);
+`xpstream.train.export.Deployed` wraps a trained model into that graph.
 
 The STN's warp is a 1D linear interpolation (index arithmetic, gather, lerp, zero outside),
 which equals the paper's affine_grid + grid_sample on a 1 x L image (tests check it to 1e-5)
@@ -354,39 +353,6 @@ class Acquisition(nn.Module):
         complete = ((1.0 - recorded) @ self.required.T == 0).to(x.dtype)
         determined = (recorded @ self.defining_share.T) * complete * self.determinable
         return determined, (x * self.unexplained).sum(dim=1), recorded, x @ self.level_windows
-
-
-class Deployed(nn.Module):
-    """What the exported graph computes from (spectra, measured) (`contract.MODEL_OUTPUTS`):
-    probabilities (N, 32) with per-label temperature calibration and 0.5 (no evidence) where
-    `determined` is 0; shift_ev (N,); determined (N, 32); out_of_library_score (N,);
-    group_fraction (N, 32), the share of the sample's non-H atoms in each group, and
-    group_fraction_std (N, 32), its calibrated spread (NaN for models without a composition
-    head); level_recorded and level_area (N, L), for the classical element quantification."""
-
-    def __init__(self, model: nn.Module, temperature=None, share_scale=None):
-        super().__init__()
-        self.model = model
-        # the model's own maps when it reads the mask: one set of buffers in the graph, so
-        # onnxruntime merges the repeated mask -> levels product instead of computing it twice
-        self.acquisition = getattr(model, "acquisition", None) or Acquisition()
-        t = torch.ones(NUM_LABELS) if temperature is None else torch.as_tensor(temperature, dtype=torch.float32)
-        self.register_buffer("temperature", t.clone())
-        scale = torch.ones(NUM_LABELS) if share_scale is None else torch.as_tensor(share_scale, dtype=torch.float32)
-        self.register_buffer("share_scale", scale.clone())
-
-    def forward(self, spectra, measured):
-        out = self.model(spectra, measured)
-        determined, score, recorded, level_area = self.acquisition(normalise(spectra), measured)
-        probs = torch.sigmoid(out.logits / self.temperature)
-        probs = torch.where(determined > 0, probs, torch.full_like(probs, 0.5))
-        if out.share_logits is None:
-            fraction = torch.full_like(probs, float("nan"))
-            spread = fraction
-        else:
-            fraction = torch.softmax(out.share_logits, dim=1)
-            spread = torch.exp(out.share_log_scale) * self.share_scale
-        return probs, out.shift_ev, determined, score, fraction, spread, recorded, level_area
 
 
 ACQ_HIDDEN = (512, 256)

@@ -11,8 +11,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from xpstream.train.evaluate import evaluate_model, plot_accuracy_vs_shift, test_set
+from xpstream.train.evaluate import evaluate_model, test_set
 from xpstream.train.mixtures import MixtureSettings
+from xpstream.train.plots import plot_accuracy_vs_shift
 from xpstream.train.trainer import TrainConfig, load_trained, train
 
 # Exact match (%) of the published models (arXiv 2603.05350, Figure 3 / Table).

@@ -22,11 +22,11 @@ from tqdm import tqdm
 
 from xpstream.contract import MODEL_OUTPUTS, NUM_LABELS, labels_to_multihot
 from xpstream.train.acquisition import label_determined
-from xpstream.train.export import model_weights, read_exported, weights_from_onnx
+from xpstream.train.export import Deployed, model_weights, read_exported, weights_from_onnx
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
-from xpstream.train.models import MODELS, Acquisition, Deployed, ModelOutput, build_model, normalise
+from xpstream.train.models import MODELS, Acquisition, ModelOutput, build_model, normalise
 from xpstream.train.settings import option
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data

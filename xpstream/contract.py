@@ -34,12 +34,6 @@ def energy_grid() -> np.ndarray:
     return np.linspace(GRID_START_EV, GRID_STOP_EV, GRID_SIZE)
 
 
-def grid_index(binding_energy_ev: float) -> float:
-    """Fractional grid index of a binding energy (0 at GRID_START_EV)."""
-    return (binding_energy_ev - GRID_START_EV) / GRID_STEP_EV
-
-
-# --- labels ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Label:
     """A functional group: a stable machine name and a display name."""
@@ -279,6 +273,8 @@ class Prediction:
         scores = np.asarray(outputs["out_of_library_score"], dtype=np.float64).reshape(n).tolist()
         shifts = np.asarray(outputs["shift_ev"], dtype=np.float64).reshape(n).tolist()
         shares, spreads = _percent_of_determined(outputs, determined)
+        columns = (sources, probs.tolist(), present, undetermined, scores, shifts, unexplained_regions, shares, spreads)
+        rows = zip(*columns, strict=True)
         return [
             cls(
                 source=source,
@@ -296,30 +292,10 @@ class Prediction:
                 model=metadata.model_id,
                 model_version=metadata.version,
             )
-            for (
-                source,
-                row_probs,
-                row_present,
-                row_undetermined,
-                score,
-                shift,
-                unexplained,
-                share,
-                spread,
-                (atomic, not_quantified),
-            ) in zip(
-                sources,
-                probs.tolist(),
-                present,
-                undetermined,
-                scores,
-                shifts,
-                unexplained_regions,
-                shares,
-                spreads,
-                compositions,
-                strict=True,
-            )
+            for (source, row_probs, row_present, row_undetermined, score, shift, unexplained, share, spread), (
+                atomic,
+                not_quantified,
+            ) in zip(rows, compositions, strict=True)
         ]
 
     def to_dict(self) -> dict:

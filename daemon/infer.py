@@ -73,6 +73,17 @@ class LoadedModel:
         return dict(zip(MODEL_OUTPUTS, self.with_preprocessing.run(None, feeds), strict=True))
 
 
+def shipped_model_version() -> str:
+    """'shipped model MODEL_ID VERSION' (or why it cannot be read)."""
+    from xpstream.models import default_model_path
+
+    try:
+        props = {p.key: p.value for p in onnx.load(str(default_model_path()), load_external_data=False).metadata_props}
+        return f"shipped model {props['model_id']} {props['version']}"
+    except Exception as err:
+        return f"shipped model unreadable ({type(err).__name__})"
+
+
 def load_preprocessing(path: Path) -> onnx.ModelProto:
     """The preprocessing graph, refused (ContractError) unless its metadata match this
     contract and the numpy reference's Shirley constants (xpstream.spectrum)."""

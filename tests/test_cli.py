@@ -65,3 +65,14 @@ def test_message_lines_name_the_measurement_and_never_print_minus_zero():
     assert line == "xps/esca1/prediction a.vms: shift +0.00 eV, (none)"
     error = format_message("xps/esca1/error", {"id": None, "source": "tcp://x", "reason": "parse", "message": "bad"})
     assert error == "xps/esca1/error tcp://x parse: bad"
+
+
+def test_version_names_package_contract_and_shipped_model():
+    from xpstream import __version__
+    from xpstream.contract import CONTRACT_VERSION
+    from xpstream.daemon.infer import load_model
+    from xpstream.models import default_model_path
+
+    meta = load_model(default_model_path()).metadata
+    out = run_cli("--version").stdout.strip()
+    assert out == f"xpstream {__version__}, contract {CONTRACT_VERSION}, shipped model {meta.model_id} {meta.version}"

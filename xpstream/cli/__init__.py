@@ -33,6 +33,20 @@ COMMANDS = {
 }
 
 
+class _Version(argparse.Action):
+    """--version: the package, the contract and the shipped model (read only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from xpstream.contract import CONTRACT_VERSION
+        from xpstream.daemon.infer import shipped_model_version
+
+        print(f"xpstream {__version__}, contract {CONTRACT_VERSION}, {shipped_model_version()}")
+        parser.exit()
+
+
 def _module(command: str):
     return importlib.import_module(f"xpstream.cli.{COMMANDS[command][0]}")
 
@@ -45,7 +59,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; `command` (when given) is the one subcommand whose options are declared (the
     others are listed by name only)."""
     parser = argparse.ArgumentParser(prog="xpstream", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"xpstream {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -11,6 +11,8 @@ from tests.conftest import REALXPS, run_cli
 from tests.harness import DaemonProcess
 from xpstream.contract import LABEL_NAMES
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("ray", reason="the cluster extra is not installed")
 
 FILES = ["lg4x_PET_C1s.csv", "pynx_PBTTT_specs.xml", "cheminfo_perovskite_kratos.vms", "pynx_MgFe2O4_small_specs.xy"]

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REALXPS, run_cli
+
+pytestmark = pytest.mark.integration
 
 TRAINING_MODULES = "[m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx') or m.startswith('xpstream.train')]"
 

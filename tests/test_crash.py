@@ -5,8 +5,12 @@ import collections
 import shutil
 import signal
 
+import pytest
+
 from tests.conftest import REALXPS
 from tests.harness import DaemonProcess
+
+pytestmark = pytest.mark.integration
 
 N_FILES = 1000
 

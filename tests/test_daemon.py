@@ -19,6 +19,8 @@ from tests.harness import DaemonProcess
 from xpstream.contract import GRID_SIZE, energy_grid
 from xpstream.daemon.messages import encode_spectrum
 
+pytestmark = pytest.mark.integration
+
 GRID = energy_grid()
 
 

@@ -4,10 +4,13 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 
 from tests.conftest import REALXPS, run_cli
 from xpstream.contract import LABEL_NAMES
 from xpstream.train.dataset import read_dataset
+
+pytestmark = pytest.mark.integration
 
 
 def test_simulate_writes_the_documented_hdf5(tmp_path, library):

@@ -18,6 +18,8 @@ from tests.harness import DaemonProcess
 from xpstream.contract import energy_grid
 from xpstream.daemon.messages import encode_spectrum
 
+pytestmark = pytest.mark.integration
+
 DEPLOY = REPO / "deploy"
 
 

@@ -20,6 +20,8 @@ from xpstream.train.models import (
     shift_warp,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def spectra_batch(library, n=64, seed=0, **settings):
     return draw(library, n, seed, **settings)[1]

@@ -6,11 +6,14 @@ import threading
 import time
 import urllib.request
 
+import pytest
 import zmq
 
 from tests.conftest import draw
 from tests.harness import DaemonProcess
 from xpstream.daemon.messages import encode_spectrum
+
+pytestmark = pytest.mark.integration
 
 FLOOD_S = 8.0
 RSS_BOUND_MB = 1500  # model + libraries ~0.5 GB, queue 1,024 and ZeroMQ's 10,000 messages of 26 kB

@@ -10,6 +10,8 @@ from xpstream.contract import LABEL_NAMES, MODEL_OUTPUTS, energy_grid
 from xpstream.daemon.infer import load_model
 from xpstream.models import default_model_path
 
+pytestmark = pytest.mark.integration
+
 
 def test_shipped_model_loads_under_the_contract():
     model = load_model(default_model_path())

@@ -15,10 +15,13 @@ import urllib.request
 
 import msgpack
 import numpy as np
+import pytest
 
 from tests.conftest import REALXPS, draw
 from tests.harness import DaemonProcess
 from xpstream.daemon.messages import SCHEMA, encode_spectrum
+
+pytestmark = pytest.mark.integration
 
 PET = REALXPS / "lg4x_PET_C1s.csv"
 

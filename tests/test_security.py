@@ -5,12 +5,15 @@ import contextlib
 import time
 
 import msgpack
+import pytest
 import zmq
 import zmq.auth
 
 from tests.conftest import draw
 from tests.harness import DaemonProcess, free_port
 from xpstream.daemon.messages import encode_spectrum
+
+pytestmark = pytest.mark.integration
 
 
 def keys(folder, name):

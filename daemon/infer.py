@@ -17,7 +17,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.compose
-import onnxruntime as ort
+
+try:  # the runtime is an extra: onnxruntime ([cpu]) or onnxruntime-gpu ([gpu]) provide this module
+    import onnxruntime as ort
+except ImportError:  # pragma: no cover - reported when a model is opened
+    ort = None
 
 from xpstream.contract import (
     CONTRACT_VERSION,
@@ -113,6 +117,8 @@ def load_model(path: str | Path, threads: int = 0, providers=None, spinning: boo
     spinning=False stops onnxruntime's idle intra-op threads from busy-waiting between runs:
     the daemon's socket and publisher threads need those cores (measured in `bench daemon`)."""
     path = Path(path)
+    if ort is None:
+        raise ContractError("no onnxruntime installed: pip install 'xpstream[cpu]' (or 'xpstream[gpu]' on a CUDA host)")
     if not path.is_file():
         raise ContractError(f"model file {path} does not exist")
     options = ort.SessionOptions()

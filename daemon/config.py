@@ -25,6 +25,7 @@ Every key and its default (an empty file is a valid configuration):
     sub = []                  # endpoints to connect SUB sockets to (drop-oldest when full)
     sub_topics = [""]         # SUB topic prefixes
     pub = "tcp://127.0.0.1:5556"        # predictions and errors are published here
+    replay = "tcp://127.0.0.1:5557"     # REP: records since a seq, from the history ("" = off)
     max_message_bytes = 16777216
 
     [batch]
@@ -38,6 +39,8 @@ Every key and its default (an empty file is a valid configuration):
 
     [state]
     journal = "~/.local/state/xpstream/journal.sqlite"
+    history = "~/.local/state/xpstream/history.sqlite"  # published records, for replay
+    history_max = 100000      # records kept
 
     [security]
     curve_server_secret = ""  # CURVE secret key file (zmq.auth format) of the daemon: PULL and
@@ -95,6 +98,7 @@ class ZmqConfig:
     sub: list[str] = field(default_factory=list)
     sub_topics: list[str] = field(default_factory=lambda: [""])
     pub: str = "tcp://127.0.0.1:5556"
+    replay: str = "tcp://127.0.0.1:5557"
     max_message_bytes: int = 16 * 1024 * 1024
 
 
@@ -121,6 +125,8 @@ class SecurityConfig:
 @dataclass
 class StateConfig:
     journal: str = "~/.local/state/xpstream/journal.sqlite"
+    history: str = "~/.local/state/xpstream/history.sqlite"
+    history_max: int = 100_000
 
 
 @dataclass

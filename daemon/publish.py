@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import zmq
 
+from xpstream.daemon.history import History, with_seq
 from xpstream.daemon.supervise import one_line
 
 log = logging.getLogger("xpstream.publish")
@@ -39,15 +40,20 @@ class Publisher:
         endpoint: str,
         curve: tuple[bytes, bytes] | None = None,
         supervised: Callable[[str, Callable[[], None]], threading.Thread] | None = None,
-        health: Callable[[bool, str], None] | None = None,
+        health: Callable[[str, bool, str], None] | None = None,
+        history: History | None = None,
     ):
         """supervised: starts the publishing loop as a stage (default: a plain thread);
-        health(ok, why): told when `sent` callbacks start and stop failing."""
+        health(stage, ok, why): told when `sent` callbacks ("journal") or history writes
+        ("history") start and stop failing; history: where published records are kept."""
         self.endpoint = endpoint
         self._queue: queue.Queue = queue.Queue()
         self._unconfirmed: deque[Callable[[], None]] = deque()  # sent callbacks still to succeed
-        self._health = health or (lambda ok, why: None)
+        self._health = health or (lambda stage, ok, why: None)
         self._failing = False
+        self._history = history
+        self._history_failing = False
+        self.last_seq = history.last_seq if history is not None else 0
         self._socket = context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, 100_000)
         if curve is not None:  # subscribers must hold an allowed client key
@@ -82,11 +88,32 @@ class Publisher:
             if messages is _STOP:
                 self._confirm()
                 return
+            rows = []
             for topic, payload, sent in messages:
-                self._socket.send_multipart([topic, payload])
+                self.last_seq += 1
+                numbered = with_seq(payload, self.last_seq)
+                self._socket.send_multipart([topic, numbered])
+                rows.append((self.last_seq, topic, numbered))
                 if sent is not None:
                     self._unconfirmed.append(sent)
+            self._remember(rows)
             self._confirm()
+
+    def _remember(self, rows: list[tuple[int, bytes, bytes]]) -> None:
+        """Append to the history; a failure is reported (health), publishing goes on."""
+        if self._history is None or not rows:
+            return
+        try:
+            self._history.append(rows)
+        except Exception as err:
+            if not self._history_failing:
+                log.error("prediction history: %s; records not kept for replay", one_line(err))
+            self._history_failing = True
+            self._health("history", False, one_line(err))
+            return
+        if self._history_failing:
+            self._history_failing = False
+            self._health("history", True, "")
 
     def _confirm(self) -> None:
         """Run the waiting `sent` callbacks in order; stop at the first that fails (retried)."""
@@ -97,10 +124,10 @@ class Publisher:
                 if not self._failing:
                     log.error("after publishing: %s; retrying every %.0f s", one_line(err), RETRY_S)
                 self._failing = True
-                self._health(False, one_line(err))
+                self._health("journal", False, one_line(err))
                 return
             self._unconfirmed.popleft()
         if self._failing:
             log.info("after publishing: recovered")
             self._failing = False
-            self._health(True, "")
+            self._health("journal", True, "")

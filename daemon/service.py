@@ -27,6 +27,7 @@ import zmq
 from xpstream.daemon.analysis import Analyser, InferenceBackend, open_backend
 from xpstream.daemon.batcher import MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
+from xpstream.daemon.history import History, ReplayServer
 from xpstream.daemon.journal import Journal, path_text
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
@@ -90,18 +91,24 @@ class Service:
         self.stopped = threading.Event()
         self.context = zmq.Context()
         self.curve = self._start_curve()
+        self.history = History(config.state.history, config.state.history_max) if config.state.history else None
         try:
             self.publisher = Publisher(
-                self.context,
-                config.zmq.pub,
-                self.curve,
-                self.supervised,
-                lambda ok, why: self.metrics.set_stage("journal", ok, why),
+                self.context, config.zmq.pub, self.curve, self.supervised, self.metrics.set_stage, self.history
             )
         except zmq.ZMQError as err:
             raise ConfigError(
-                f"zmq.pub {config.zmq.pub!r}: {err}; give a free endpoint, e.g. --pub tcp://127.0.0.1:5557"
+                f"zmq.pub {config.zmq.pub!r}: {err}; give a free endpoint, e.g. --pub tcp://127.0.0.1:5558"
             ) from None
+        self.replay = None
+        if config.zmq.replay and self.history is not None:
+            try:
+                self.replay = ReplayServer(self.context, config.zmq.replay, self.history, self.supervised)
+            except zmq.ZMQError as err:
+                raise ConfigError(
+                    f"zmq.replay {config.zmq.replay!r}: {err}; give a free endpoint, e.g. --replay "
+                    "tcp://127.0.0.1:5558, or '' for none"
+                ) from None
         self.journal = Journal(config.state.journal) if config.watch.folders else None
         self.sources = self._build_sources()
         self._reload = threading.Event()
@@ -217,6 +224,8 @@ class Service:
                 ) from None
         for source in self.sources:
             source.start()
+        if self.replay is not None:
+            self.replay.start()
         self.metrics.ready.set()
         self.notifier.notify("READY=1")
         log.info("ready")
@@ -310,6 +319,10 @@ class Service:
 
     def _shutdown(self) -> None:
         self.publisher.close()
+        if self.replay is not None:
+            self.replay.stop()
+        if self.history is not None:
+            self.history.close()
         if self.curve is not None:
             self.authenticator.stop()
         self.analyser.backend.close()

@@ -37,10 +37,12 @@ class DaemonProcess:
         self.pull = f"tcp://127.0.0.1:{free_port()}"
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
+        self.replay = f"tcp://127.0.0.1:{free_port()}"
         self.folder = state / "incoming"
         self.folder.mkdir(parents=True, exist_ok=True)
         args = [*prefix, sys.executable, "-m", "xpstream", "serve", "--pull", self.pull, "--pub", self.pub]
-        args += ["--metrics", self.metrics, "--journal", str(state / "journal.sqlite"), "--stable-s", "0.3", *extra]
+        args += ["--metrics", self.metrics, "--journal", str(state / "journal.sqlite"), "--stable-s", "0.3"]
+        args += ["--replay", self.replay, "--history", str(state / "history.sqlite"), *extra]
         args += ["--watch", str(self.folder)] if watch else ["--no-watch"]
         # The clients connect before the daemon binds (ZeroMQ retries every 10 ms), so the
         # subscription exists before the daemon publishes what its start-up scan finds.

@@ -6,8 +6,11 @@ pairs. `xpstream subscribe` and `deploy/robot_example.py` are built on it.
             ...
 
 Records are the msgpack maps of `xpstream.daemon.messages` (keys as in `Prediction.to_dict`;
-errors carry `reason` and `message`); topics are `xps/INSTRUMENT/prediction` and
-`xps/INSTRUMENT/error`.
+errors carry `reason` and `message`), each with the daemon's sequence number `seq`; topics are
+`xps/INSTRUMENT/prediction` and `xps/INSTRUMENT/error`. Delivery is at least once: de-duplicate
+by `id`. With a `replay` endpoint, a gap in `seq` (messages ZeroMQ dropped, or published while
+this subscriber was reconnecting) is filled from the daemon's history before the next message,
+and `replay(since)` fetches what was published while it was away.
 """
 
 from __future__ import annotations
@@ -19,12 +22,22 @@ import msgpack
 import zmq
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_REPLAY = "tcp://127.0.0.1:5557"
+REPLAY_TIMEOUT_MS = 5000
 
 
 class Subscriber:
     """A SUB socket on a daemon's PUB endpoint, subscribed to topic prefixes."""
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, topics: tuple[str, ...] | list[str] = ("xps/",)):
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        topics: tuple[str, ...] | list[str] = ("xps/",),
+        replay: str | None = None,
+    ):
+        self.topics = tuple(topics)
+        self.replay_endpoint = replay
+        self.last_seq: int | None = None
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
         for topic in topics:
@@ -47,8 +60,25 @@ class Subscriber:
             if not self._socket.poll(min(wait_ms, 1000)):
                 continue
             topic, payload = self._socket.recv_multipart()
+            record = msgpack.unpackb(payload, raw=False)
+            seq = record.get("seq")
+            if self.replay_endpoint and isinstance(seq, int) and self.last_seq is not None and seq > self.last_seq + 1:
+                for missed in self.replay(self.last_seq + 1, limit=seq - self.last_seq - 1):
+                    received += 1
+                    yield missed
+            if isinstance(seq, int):
+                self.last_seq = max(seq, self.last_seq or 0)
             received += 1
-            yield topic.decode(errors="replace"), msgpack.unpackb(payload, raw=False)
+            yield topic.decode(errors="replace"), record
+
+    def replay(self, since: int, limit: int = 10_000) -> list[tuple[str, dict]]:
+        """What the daemon published with seq >= `since` on this subscriber's topics."""
+        if not self.replay_endpoint:
+            raise ValueError("no replay endpoint given")
+        records = fetch_replay(self.replay_endpoint, since, limit, self.topics, self._context)
+        for _, record in records:
+            self.last_seq = max(record.get("seq", 0), self.last_seq or 0)
+        return records
 
     def close(self) -> None:
         self._socket.close(linger=0)
@@ -59,3 +89,32 @@ class Subscriber:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fetch_replay(
+    endpoint: str = DEFAULT_REPLAY,
+    since: int = 1,
+    limit: int = 10_000,
+    topics: tuple[str, ...] = ("xps/",),
+    context: zmq.Context | None = None,
+) -> list[tuple[str, dict]]:
+    """(topic, record) of what a daemon published with seq >= `since`, oldest first, from its
+    history (its replay endpoint); TimeoutError when the endpoint does not answer."""
+    context = context or zmq.Context.instance()
+    request = context.socket(zmq.REQ)
+    request.setsockopt(zmq.LINGER, 0)
+    try:
+        request.connect(endpoint)
+        request.send(msgpack.packb({"since": since, "limit": limit}))
+        if not request.poll(REPLAY_TIMEOUT_MS):
+            raise TimeoutError(f"no answer from the replay endpoint {endpoint}")
+        status, *frames = request.recv_multipart()
+    finally:
+        request.close(linger=0)
+    if status != b"ok":
+        raise ValueError(f"replay refused: {frames[0].decode(errors='replace') if frames else status!r}")
+    return [
+        (topic.decode(errors="replace"), msgpack.unpackb(payload, raw=False))
+        for topic, payload in zip(frames[::2], frames[1::2], strict=True)
+        if topic.decode(errors="replace").startswith(tuple(topics))
+    ]

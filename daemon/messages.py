@@ -140,6 +140,8 @@ def decode_spectrum(payload: bytes) -> SpectrumMessage:
         spectrum = unpack_array(body.get("intensities"), "intensities")
         if spectrum.shape != (GRID_SIZE,):
             raise MessageError("shape", f"intensities have shape {spectrum.shape}, the grid has ({GRID_SIZE},)")
+        if not (spectrum > 0).any():
+            raise MessageError("empty", "intensities hold no signal (no positive value)")
         message.spectrum = spectrum
         if body.get("measured") is not None:
             measured = unpack_array(body["measured"], "measured")
@@ -150,7 +152,7 @@ def decode_spectrum(payload: bytes) -> SpectrumMessage:
         try:
             parsed = select_regions(ident or "message", _decode_regions(body))
         except ParseError as err:
-            raise MessageError("energy", str(err)) from None
+            raise MessageError("energy" if err.reason == "parse" else err.reason, str(err)) from None
         message.regions, message.recorded = parsed.regions, parsed.recorded
         padded = padded_points(message.regions)
         if padded > MAX_PADDED_POINTS:

@@ -140,7 +140,7 @@ def test_a_survey_is_used_when_no_core_level_region_was_recorded():
     parsed = parse_file(REALXPS / "cheminfo_Al_foil_survey_kratos.vms")
     assert len(parsed.regions) == 1 and measured_mask(parsed.regions).all()
     survey = Region("wide", np.linspace(0, 1200, 1201), np.ones(1201))
-    c1s = Region("C 1s", np.linspace(280, 296, 161), np.ones(161))
+    c1s = Region("C 1s", np.linspace(280, 296, 161), 1.0 + np.hanning(161))
     both = select_regions("x", [survey, c1s])
     assert [r.name for r in both.regions] == ["C 1s"] and "another region is used" in both.skipped[0]
     mask = measured_mask(both.regions)

@@ -80,3 +80,11 @@ def test_version_names_package_contract_and_shipped_model():
     meta = load_model(default_model_path()).metadata
     out = run_cli("--version").stdout.strip()
     assert out == f"xpstream {__version__}, contract {CONTRACT_VERSION}, shipped model {meta.model_id} {meta.version}"
+
+
+def test_empty_spectra_are_refused_with_reason_empty(tmp_path):
+    flat = tmp_path / "flat.csv"
+    flat.write_text("BE/eV,C 1s\n" + "\n".join(f"{280 + 0.1 * i:.1f},0" for i in range(100)))
+    proc = run_cli("predict", flat, "--json", check=False)
+    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 1 and record["reason"] == "empty" and "no signal" in record["error"]

@@ -37,7 +37,7 @@ def test_grid_message_carries_its_measured_region_mask():
 
 
 def test_regions_above_the_grid_are_kept_aside_for_the_out_of_library_check():
-    c1s = ("C 1s", np.linspace(280.0, 295.0, 151), np.ones(151))
+    c1s = ("C 1s", np.linspace(280.0, 295.0, 151), 1.0 + np.hanning(151))
     cu2p = ("Cu 2p", np.linspace(925.0, 965.0, 401), np.ones(401))
     msg = decode_spectrum(encode_spectrum("s-3", "esca1", regions=[c1s, cu2p]))
     assert [r.name for r in msg.regions] == ["C 1s"] and [r.name for r in msg.recorded] == ["C 1s", "Cu 2p"]
@@ -46,7 +46,7 @@ def test_regions_above_the_grid_are_kept_aside_for_the_out_of_library_check():
 def test_kinetic_regions_are_converted_with_the_source_energy():
     ke = np.linspace(1190.0, 1210.0, 201)
     payload = encode_spectrum(
-        "s-2", "esca1", regions=[("C 1s", ke, np.ones(201))], axis="kinetic", source_energy_ev=1486.6
+        "s-2", "esca1", regions=[("C 1s", ke, 1.0 + np.hanning(201))], axis="kinetic", source_energy_ev=1486.6
     )
     (region,) = decode_spectrum(payload).regions
     assert region.name == "C 1s"
@@ -141,3 +141,9 @@ def test_prediction_payload_carries_id_labels_shift_and_timings():
     assert body["in_library"] is True and body["undetermined"] == []
     assert body["model"] == "xpstream-stn" and body["timings_ms"] == {"inference": 1.2}
     assert body["group_percent"]["alkane"] == pytest.approx(3.12) and body["atomic_percent"] == {"C": 75.0, "O": 25.0}
+
+
+def test_an_all_zero_grid_is_refused_as_empty():
+    with pytest.raises(MessageError) as err:
+        decode_spectrum(encode_spectrum("z", "esca1", intensities=np.zeros(6601, dtype=np.float32)))
+    assert err.value.reason == "empty"

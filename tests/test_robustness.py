@@ -44,7 +44,7 @@ def test_hostile_messages_are_refused_and_the_socket_reads_on(tmp_path, library)
         d.push.send(msgpack.packb(deep))
         d.push.send(msgpack.packb({**head, "id": "schema", "schema": "x" * 10_000_000}))
         energy = np.linspace(280.0, 290.0, 100_000)
-        regions = [("C 1s", energy, np.ones_like(energy))]
+        regions = [("C 1s", energy, 1.0 + np.hanning(len(energy)))]
         regions += [(f"O 1s {i}", np.array([530.0, 531.0, 532.0]), np.ones(3)) for i in range(1000)]
         d.push.send(encode_spectrum("padded", "esca1", regions=regions))
         _, batch = draw(library, n=1, seed=3)

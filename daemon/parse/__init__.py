@@ -16,8 +16,10 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from xpstream.contract import GRID_STOP_EV, Region
-from xpstream.daemon.parse.base import ParseError
+from xpstream.daemon.parse.base import EmptySpectrum, ParseError
 
 SURVEY_SPAN_EV = 60.0  # a region wider than this is a survey, not a core level
 PLAUSIBLE_BE_EV = (-100.0, 20000.0)  # an axis reaching beyond these is not an XPS binding-energy axis
@@ -101,4 +103,6 @@ def select_regions(source: str, regions: list[Region], skipped: list[str] = ()) 
         raise ParseError(
             f"{Path(source).name}: no core-level region or survey on the grid ({'; '.join(skipped) or 'no data'})"
         )
+    if all(np.ptp(r.counts) <= 0 for r in kept):
+        raise EmptySpectrum(f"{Path(source).name}: no signal (every region's counts are the same value)")
     return ParsedFile(source, kept, skipped, recorded)

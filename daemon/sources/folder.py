@@ -215,7 +215,11 @@ class FolderSource:
                 content = fh.read(self.config.max_file_bytes + 1)
             parsed = parse_file(p)
         except Exception as err:  # io, parse, or anything else: the file is refused, the stage goes on
-            reason = "io" if isinstance(err, OSError) else "parse" if isinstance(err, ValueError) else "internal"
+            reason = (
+                "io"
+                if isinstance(err, OSError)
+                else getattr(err, "reason", "parse" if isinstance(err, ValueError) else "internal")
+            )
             message = one_line(err) if reason == "internal" else str(err)
             self.handoff.fail(
                 Failure(None, instrument, "folder", shown, reason, message), lambda: finish("failed", message)

@@ -37,7 +37,8 @@ def run_predict(args) -> None:
         except (ValueError, OSError) as err:
             failed += 1
             if args.json:
-                print(json.dumps({"source": path, "error": str(err)}))
+                reason = "io" if isinstance(err, OSError) else getattr(err, "reason", "parse")
+                print(json.dumps({"source": path, "reason": reason, "error": str(err)}))
             elif args.markdown:
                 print(markdown_refusal(path, err))
             else:

@@ -169,7 +169,26 @@ def load_config(path: str | Path | None = None, overrides: dict[str, object] | N
             default = getattr(target, key)
             setattr(target, key, _typed(f"{name}.{key}", value, default))
     _check(config)
+    z = config.zmq
+    z.pub = endpoint("zmq.pub", z.pub)
+    z.replay = endpoint("zmq.replay", z.replay) if z.replay else ""
+    z.pull = [endpoint("zmq.pull", e) for e in z.pull]
+    z.sub = [endpoint("zmq.sub", e) for e in z.sub]
     return config
+
+
+ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://", "pgm://", "epgm://", "ws://", "wss://")
+
+
+def endpoint(key: str, value: str) -> str:
+    """A ZeroMQ endpoint: HOST:PORT is read as tcp://HOST:PORT; anything else without a known
+    scheme is refused with an example."""
+    if value.startswith(ENDPOINT_SCHEMES):
+        return value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and "/" not in value:
+        return f"tcp://{value}"
+    raise ConfigError(f"{key} {value!r} is not a ZeroMQ endpoint; write it as tcp://127.0.0.1:5556")
 
 
 def _instruments(raw) -> dict[str, InstrumentResponse]:

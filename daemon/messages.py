@@ -25,6 +25,7 @@ says what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -61,6 +62,16 @@ MAX_AXIS_LENGTH = 1 << 24  # no spectrum has more points; larger shapes are refu
 # Regions are padded to the longest in the preprocessing graph: a message whose padded size
 # (regions x longest region) exceeds this is refused with reason "size" (16 regions of 16,384 points fit).
 MAX_PADDED_POINTS = 1 << 18
+
+
+ID_HASH_CHARS = 16
+
+
+def measurement_id(name: str, instrument: str, content: bytes) -> str:
+    """'NAME@HASH' for a file's spectrum: the same content from the same instrument always gets
+    the same id, another measurement under the same name another one."""
+    digest = hashlib.sha256(instrument.encode() + b"\0" + content).hexdigest()[:ID_HASH_CHARS]
+    return f"{name}@{digest}"
 
 
 def pack_array(array) -> dict:

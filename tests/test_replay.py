@@ -50,3 +50,19 @@ def test_seq_continues_across_restarts_and_missed_records_are_replayed(tmp_path,
         assert [json.loads(line)["id"] for line in out] == ["a5", "b0"]
     finally:
         assert d.stop() == 0
+
+
+def test_send_files_from_an_instrument_pc_and_wait_for_the_answers(tmp_path):
+    from tests.conftest import REALXPS
+
+    d = DaemonProcess(tmp_path, watch=False)
+    try:
+        files = [REALXPS / "lg4x_PET_C1s.csv", REALXPS / "pynx_PBTTT_specs.xml"]
+        out = run_cli("send", *files, "--to", d.pull, "--replies", d.pub, "--instrument", "esca7", "--json")
+        answers = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [a["topic"] for a in answers] == ["xps/esca7/prediction"] * 2
+        assert [a["id"].split("@")[0] for a in answers] == ["lg4x_PET_C1s.csv", "pynx_PBTTT_specs.xml"]
+        assert {"benzene_ring", "ester_aromatic"} <= set(answers[0]["labels"])
+        assert answers[1]["atomic_percent"]["S"] > 0  # the S 2p region travelled with the C 1s
+    finally:
+        assert d.stop() == 0

@@ -22,6 +22,7 @@ import msgpack
 import zmq
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_PULL = "tcp://127.0.0.1:5555"  # the daemon binds PULL sockets only when asked (zmq.pull, --pull)
 DEFAULT_REPLAY = "tcp://127.0.0.1:5557"
 REPLAY_TIMEOUT_MS = 5000
 
@@ -118,3 +119,53 @@ def fetch_replay(
         for topic, payload in zip(frames[::2], frames[1::2], strict=True)
         if topic.decode(errors="replace").startswith(tuple(topics))
     ]
+
+
+def send_files(
+    paths: list,
+    to: str = DEFAULT_PULL,
+    instrument: str = "",
+    replies: str | None = DEFAULT_ENDPOINT,
+    timeout: float = 30.0,
+) -> list[tuple[str, dict]]:
+    """Send instrument files to a daemon's PULL endpoint as region messages (parsed here, so the
+    instrument PC needs no shared folder) and, with `replies` (its PUB endpoint), wait up to
+    `timeout` seconds for the (topic, record) answering each, by id, in the order sent.
+    A file that cannot be read raises ValueError or OSError naming it."""
+    from pathlib import Path
+
+    from xpstream.daemon.messages import encode_spectrum, measurement_id
+    from xpstream.daemon.parse import parse_file
+
+    messages = []
+    for path in map(Path, paths):
+        parsed = parse_file(path)
+        regions = parsed.regions + [r for r in parsed.recorded if r not in parsed.regions]
+        name = instrument or "remote"
+        ident = measurement_id(path.name, name, path.read_bytes())
+        triples = [(r.name, r.binding_energy_ev, r.counts) for r in regions]
+        messages.append((ident, encode_spectrum(ident, name, regions=triples)))
+    context = zmq.Context.instance()
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, int(1000 * timeout))
+    subscriber = Subscriber(replies, ("xps/",)) if replies else None
+    try:
+        push.connect(to)
+        if subscriber is not None:
+            time.sleep(0.3)  # the subscription reaches the daemon before the first answer
+        for _, payload in messages:
+            push.send(payload)
+        if subscriber is None:
+            return []
+        waiting, answers = {ident for ident, _ in messages}, {}
+        for topic, record in subscriber.messages(timeout=timeout):
+            if record.get("id") in waiting:
+                answers[record["id"]] = (topic, record)
+                waiting.discard(record["id"])
+                if not waiting:
+                    break
+        return [answers[ident] for ident, _ in messages]
+    finally:
+        push.close()
+        if subscriber is not None:
+            subscriber.close()

@@ -20,7 +20,6 @@ its id across restarts and a different measurement under the same name gets anot
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import shutil
@@ -37,6 +36,7 @@ from watchdog.observers.polling import PollingObserver
 from xpstream.daemon.batcher import BLOCK, Closed
 from xpstream.daemon.config import WatchConfig
 from xpstream.daemon.journal import Journal, path_text
+from xpstream.daemon.messages import measurement_id
 from xpstream.daemon.parse import parse_file
 from xpstream.daemon.sources import Failure, Handoff, Item
 from xpstream.daemon.supervise import one_line
@@ -44,7 +44,6 @@ from xpstream.daemon.supervise import one_line
 log = logging.getLogger("xpstream.folder")
 SETTLE_TICK_S = 0.05
 OWN_READ_EVENTS = ("opened", "closed_no_write")  # what the daemon's own reads cause
-ID_HASH_CHARS = 16
 
 
 class _Events(FileSystemEventHandler):
@@ -67,12 +66,6 @@ class _Pending:
     size_since: float = field(default_factory=time.monotonic)  # when its size last changed
     closed: bool = False  # close-write (or moved in) seen
     writing: bool = False  # a write seen with no close after it (inotify only)
-
-
-def measurement_id(name: str, instrument: str, content: bytes) -> str:
-    """'NAME@HASH': the same content from the same instrument always gets the same id."""
-    digest = hashlib.sha256(instrument.encode() + b"\0" + content).hexdigest()[:ID_HASH_CHARS]
-    return f"{name}@{digest}"
 
 
 def unique_destination(destination: Path) -> Path:

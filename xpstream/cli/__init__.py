@@ -31,6 +31,7 @@ COMMANDS = {
     "batch": ("analysis", "re-analyse archived files on Ray (local, or a cluster); Parquet out"),
     "serve": ("service", "run the daemon (default: watch ~/xpstream/incoming, serve the shipped model)"),
     "subscribe": ("service", "print predictions published by a daemon (example robot client)"),
+    "send": ("service", "send instrument files to a daemon's PULL socket and print its answers"),
     "replay": ("service", "print what a daemon published since a sequence number (from its history)"),
 }
 

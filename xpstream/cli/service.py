@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xpstream.client import DEFAULT_ENDPOINT, DEFAULT_REPLAY
+from xpstream.client import DEFAULT_ENDPOINT, DEFAULT_PULL, DEFAULT_REPLAY
 
 # `xpstream serve` option -> configuration key it overrides
 SERVE_OVERRIDES = {
@@ -109,4 +109,21 @@ def run_replay(args) -> None:
     from xpstream.client import fetch_replay
 
     for topic, record in fetch_replay(args.endpoint, args.since, args.limit, tuple(args.topics)):
+        _print(topic, record, args.json)
+
+
+def arguments_send(p) -> None:
+    p.add_argument("files", nargs="+", help="instrument files to send")
+    p.add_argument("--to", default=DEFAULT_PULL, help="the daemon's PULL endpoint (--pull) (default: %(default)s)")
+    p.add_argument("--instrument", default="remote", help="instrument name for the topics (default: %(default)s)")
+    p.add_argument("--replies", default=DEFAULT_ENDPOINT, help="the daemon's PUB endpoint ('' = do not wait)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answers (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object per answer")
+
+
+def run_send(args) -> None:
+    """Send files from an instrument PC to a daemon and print its answers."""
+    from xpstream.client import send_files
+
+    for topic, record in send_files(args.files, args.to, args.instrument, args.replies or None, args.timeout):
         _print(topic, record, args.json)

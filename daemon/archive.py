@@ -10,6 +10,7 @@ locally by default, or on the cluster at `address`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +92,36 @@ def run_batch(
     address: str | None = None,
     workers: int = 2,
     batch_size: int = 64,
+    verbose: bool = False,
 ) -> dict:
-    """Analyse every file; write Parquet to `out` (a folder); return counts."""
+    """Analyse every file; write OUT/predictions.parquet (a folder) with a progress bar; return
+    the counts. Ray's own logging and progress bars only with `verbose`."""
+    import logging
+
+    import pyarrow.parquet as pq
     import ray
+    from tqdm import tqdm
 
     files = list_files(sources)
     if not files:
         raise FileNotFoundError("no spectrum files found in the sources")
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
+        if not verbose:
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray core's own error lines
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers + 1,  # the actors and the driver's reads
+            include_dashboard=False,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.ERROR,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = verbose
+    logging.getLogger("ray.data").setLevel(logging.INFO if verbose else logging.ERROR)
+    summary = {"files": len(files), "refused": 0, "out_of_library": 0, "out": out, "labels": list(LABEL_NAMES)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    writer = None
     try:
         dataset = ray.data.from_items([{"path": f} for f in files])
         results = dataset.map_batches(
@@ -110,10 +131,21 @@ def run_batch(
             compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=1,
         )
-        results.write_parquet(out)
+        with tqdm(total=len(files), unit="file", desc="batch", disable=verbose) as bar:
+            for table in results.iter_batches(batch_format="pyarrow", batch_size=None):
+                writer = writer or pq.ParquetWriter(Path(out) / "predictions.parquet", table.schema)
+                writer.write_table(table)
+                errors = table.column("error").to_pylist()
+                summary["refused"] += sum(e is not None for e in errors)
+                in_library = table.column("in_library").to_pylist()
+                summary["out_of_library"] += sum(
+                    e is None and v is False for e, v in zip(errors, in_library, strict=True)
+                )
+                bar.update(table.num_rows)
     finally:
+        if writer is not None:
+            writer.close()
         if started_here:
             ray.shutdown()
-    summary = {"files": len(files), "out": out, "labels": list(LABEL_NAMES)}
     Path(out, "_xpstream.json").write_text(json.dumps(summary, indent=1))
     return summary

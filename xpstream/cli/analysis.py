@@ -93,6 +93,7 @@ def arguments_batch(p) -> None:
     p.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     p.add_argument("--workers", type=int, default=2, help="actors, one onnxruntime session each (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="files per actor call (default: %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logging and progress bars")
 
 
 def run_batch(args) -> None:
@@ -100,5 +101,8 @@ def run_batch(args) -> None:
     from xpstream.models import default_model_path
 
     model = args.model or str(default_model_path())
-    summary = run_batch(args.sources, str(args.out), model, args.address, args.workers, args.batch_size)
-    print(f"analysed {summary['files']} files; results in {args.out}")
+    summary = run_batch(args.sources, str(args.out), model, args.address, args.workers, args.batch_size, args.verbose)
+    print(
+        f"analysed {summary['files']} files: {summary['refused']} refused, {summary['out_of_library']} out of the "
+        f"library; results in {args.out}/predictions.parquet"
+    )

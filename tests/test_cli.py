@@ -88,3 +88,19 @@ def test_empty_spectra_are_refused_with_reason_empty(tmp_path):
     proc = run_cli("predict", flat, "--json", check=False)
     (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert proc.returncode == 1 and record["reason"] == "empty" and "no signal" in record["error"]
+
+
+def test_busy_ports_stop_start_up_with_one_line_naming_them(tmp_path):
+    from tests.harness import DaemonProcess, free_port
+
+    d = DaemonProcess(tmp_path / "first", watch=False)
+    try:
+        common = ["serve", "--no-watch", "--history", "", "--replay", ""]
+        busy_pub = run_cli(*common, "--pub", d.pub, "--metrics", f"127.0.0.1:{free_port()}", check=False)
+        busy_metrics = run_cli(*common, "--pub", f"tcp://127.0.0.1:{free_port()}", "--metrics", d.metrics, check=False)
+    finally:
+        assert d.stop() == 0
+    for proc, key, where in ((busy_pub, "zmq.pub", d.pub), (busy_metrics, "metrics.address", d.metrics)):
+        line = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert line.startswith(f"xpstream serve: error: {key} '{where}'") and "e.g." in line

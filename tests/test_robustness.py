@@ -69,7 +69,11 @@ def test_hostile_files_are_refused_unread_and_the_folder_watches_on(tmp_path):
         os.symlink("/dev/zero", d.folder / "zero.csv")
         os.symlink("/etc/passwd", d.folder / "passwd.csv")
         shutil.copy(PET, d.folder / "pet.csv")
-        got = {os.path.basename(body["source"]): (topic, body) for topic, body in d.receive(5, timeout=60)}
+        shutil.copy(PET, d.folder / "UPPER.CSV")  # patterns match any case
+        (d.folder / "notes.md").write_text("no spectrum")  # no pattern takes it: logged once, counted
+        got = {os.path.basename(body["source"]): (topic, body) for topic, body in d.receive(6, timeout=60)}
+        assert got["UPPER.CSV"][0] == "xps/incoming/prediction"
+        assert d.scrape()['xpstream_files_ignored_total{instrument="incoming"}'] == 1
         assert got["bad\\xff.csv"][0] == "xps/incoming/prediction"
         assert got["pet.csv"][0] == "xps/incoming/prediction"
         for name, says in (("pipe.csv", "FIFO"), ("zero.csv", "out of the watched"), ("passwd.csv", "out of the")):
@@ -83,10 +87,10 @@ def test_hostile_files_are_refused_unread_and_the_folder_watches_on(tmp_path):
         assert again["pet.csv"]["id"] != got["pet.csv"][1]["id"] and again["pet.csv"]["id"].startswith("pet.csv@")
         assert again["other.csv"]["id"].split("@")[1] == got["pet.csv"][1]["id"].split("@")[1]  # same content
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(list((tmp_path / "done").iterdir())) < 4:
+        while time.monotonic() < deadline and len(list((tmp_path / "done").iterdir())) < 5:
             time.sleep(0.1)
         assert sorted(p.name for p in (tmp_path / "done").iterdir()) == sorted(
-            ["bad\udcff.csv", "pet.csv", "pet.1.csv", "other.csv"]
+            ["bad\udcff.csv", "pet.csv", "pet.1.csv", "other.csv", "UPPER.CSV"]
         )
         # a file moved back from failed/ is taken again
         (d.folder / "corrupt.csv").write_text("BE/eV,x\n280,1\n281,oops\n")

@@ -10,14 +10,13 @@ seq >= SEQ, oldest first.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import msgpack
 import zmq
 
-from xpstream.daemon.journal import JournalError
+from xpstream.daemon.journal import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -53,22 +52,13 @@ def with_seq(payload: bytes, seq: int) -> bytes:
 
 class History:
     def __init__(self, path: str | Path, max_rows: int = 100_000):
-        path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            (verdict,) = self._db.execute("PRAGMA integrity_check").fetchone()
-            if verdict != "ok":
-                raise sqlite3.DatabaseError(verdict)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
-            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM history").fetchone()
-        except (sqlite3.Error, OSError) as err:
-            raise JournalError(
-                f"prediction history {path} cannot be used ({err}); move it aside or set [state] history "
-                "to another file"
-            ) from None
+        self._db = open_database(
+            path,
+            SCHEMA,
+            "NORMAL",
+            "prediction history {path} cannot be used ({err}); move it aside or set [state] history to another file",
+        )
+        (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM history").fetchone()
         self.max_rows = max_rows
         self.last_seq = int(last)
         self._appended = 0

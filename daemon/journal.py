@@ -33,26 +33,37 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+def open_database(path: str | Path, schema: str, synchronous: str, refusal: str) -> sqlite3.Connection:
+    """A checked SQLite database in WAL mode with `schema` applied; JournalError naming the file,
+    what it is and the fix (`refusal`, e.g. "state journal {path} cannot be used ({err}); ...")
+    when it is unreadable or corrupt."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        (verdict,) = db.execute("PRAGMA integrity_check").fetchone()
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(verdict)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(schema)
+        return db
+    except (sqlite3.Error, OSError) as err:
+        raise JournalError(refusal.format(path=path, err=err)) from None
+
+
 class Journal:
     def __init__(self, path: str | Path):
-        path = Path(path).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            (verdict,) = self._db.execute("PRAGMA integrity_check").fetchone()
-            if verdict != "ok":
-                raise sqlite3.DatabaseError(verdict)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-            if "ctime_ns" not in columns:  # journals written before ctime was kept
-                self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT -1")
-        except (sqlite3.Error, OSError) as err:
-            raise JournalError(
-                f"state journal {path} cannot be used ({err}); move it aside (files already done would then "
-                "be processed again) or set [state] journal to another file"
-            ) from None
+        self._db = open_database(
+            path,
+            SCHEMA,
+            "FULL",
+            "state journal {path} cannot be used ({err}); move it aside (files already done would then be "
+            "processed again) or set [state] journal to another file",
+        )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        if "ctime_ns" not in columns:  # journals written before ctime was kept
+            self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT -1")
         self._lock = threading.Lock()
 
     def finished(self, path: str, size: int, mtime_ns: int, ctime_ns: int) -> bool:

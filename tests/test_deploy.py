@@ -110,8 +110,9 @@ def test_robot_example_acts_on_its_label(tmp_path, library):
         grid = energy_grid()
         iodine = ps.spectra[0] + 0.02 * np.exp(-0.5 * ((grid - 619.3) / 0.6) ** 2)
         d.push.send(encode_spectrum("sample-iodine", "esca1", intensities=iodine))
+        _, peg = draw(library, n=1, polymers=("PEG",), min_components=1, max_components=1)
         o1s_only = ((grid >= 524) & (grid <= 542)).astype(np.float32)  # cannot show C-F
-        d.push.send(encode_spectrum("sample-o1s", "esca1", intensities=ps.spectra[0] * o1s_only, measured=o1s_only))
+        d.push.send(encode_spectrum("sample-o1s", "esca1", intensities=peg.spectra[0] * o1s_only, measured=o1s_only))
         out, _ = robot.communicate(timeout=60)
     finally:
         robot.kill()

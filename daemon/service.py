@@ -257,33 +257,37 @@ class Service:
         self._shutdown()
 
     def _infer(self, batch: list[Item]) -> None:
-        """Analyse and publish a batch; if the batch fails, each spectrum alone, and a spectrum
-        that fails alone gets an error record."""
+        """Analyse, encode and publish a batch; if that fails, each spectrum alone, and a
+        spectrum that fails alone gets an error record."""
         self.metrics.queue_depth.set(len(self.batcher))
         start = time.monotonic()
         try:
             predictions = self.analyser.analyse(batch)
+            now = time.monotonic()
+            inference_s = now - start
+            messages = []
+            for item, pred in zip(batch, predictions, strict=True):
+                timings = {
+                    "queue_and_inference": round(1000 * (now - item.received), 3),
+                    "inference": 1000 * inference_s,
+                }
+                messages.append(
+                    (prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), item.on_done)
+                )
         except Exception as err:
             if len(batch) == 1:
                 item = batch[0]
-                self.fail(
-                    Failure(item.id, item.instrument, item.source, item.origin, "internal", one_line(err)), item.on_done
-                )
+                failure = Failure(item.id, item.instrument, item.source, item.origin, "internal", one_line(err))
+                self.fail(failure, item.on_done)
                 return
             log.warning("batch of %d failed (%s); analysing its spectra one by one", len(batch), one_line(err))
             for item in batch:
                 self._infer([item])
             return
-        now = time.monotonic()
-        inference_s = now - start
         self.metrics.inference.observe(inference_s)
         self.metrics.batch_size.observe(len(batch))
-        messages, processed, out_of_library = [], Counter(), Counter()
+        processed, out_of_library = Counter(), Counter()
         for item, pred in zip(batch, predictions, strict=True):
-            timings = {"queue_and_inference": round(1000 * (now - item.received), 3), "inference": 1000 * inference_s}
-            messages.append(
-                (prediction_topic(item.instrument), encode_prediction(pred, item.id, timings), item.on_done)
-            )
             processed[item.source] += 1
             out_of_library[item.source] += not pred.in_library
         latest = {item.instrument: pred for item, pred in zip(batch, predictions, strict=True)}

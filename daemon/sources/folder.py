@@ -55,7 +55,10 @@ class _Events(FileSystemEventHandler):
             return
         path = getattr(event, "dest_path", "") or event.src_path
         kind = event.event_type
-        self.source.notice(os.fsdecode(path), closed=kind in ("closed", "moved"), writing=kind == "modified")
+        try:  # an exception here would end watchdog's thread, and with it all events
+            self.source.notice(os.fsdecode(path), closed=kind in ("closed", "moved"), writing=kind == "modified")
+        except Exception as err:
+            log.error("event for %s not handled: %s", path_text(os.fsdecode(path)), one_line(err))
 
 
 @dataclass
@@ -141,6 +144,8 @@ class FolderSource:
 
     def _settle_loop(self) -> None:
         while not self._stop.wait(SETTLE_TICK_S):
+            if not self._observer.is_alive() and not self._stop.is_set():
+                raise RuntimeError("the watchdog observer stopped: files are no longer seen")
             ready = []
             now = time.monotonic()
             with self._lock:

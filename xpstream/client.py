@@ -8,9 +8,11 @@ pairs. `xpstream subscribe` and `deploy/robot_example.py` are built on it.
 Records are the msgpack maps of `xpstream.daemon.messages` (keys as in `Prediction.to_dict`;
 errors carry `reason` and `message`), each with the daemon's sequence number `seq`; topics are
 `xps/INSTRUMENT/prediction` and `xps/INSTRUMENT/error`. Delivery is at least once: de-duplicate
-by `id`. With a `replay` endpoint, a gap in `seq` (messages ZeroMQ dropped, or published while
-this subscriber was reconnecting) is filled from the daemon's history before the next message,
-and `replay(since)` fetches what was published while it was away.
+by `id`. With a `replay` endpoint, a subscriber that hears every topic (prefix "xps/") fills a
+gap in `seq` (messages ZeroMQ dropped, or published while it was reconnecting) from the daemon's
+history before the next message (`seq` counts all topics, so a narrower subscription cannot
+tell a gap from another instrument's records), and `replay(since)` fetches what was published
+while it was away.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Subscriber:
     ):
         self.topics = tuple(topics)
         self.replay_endpoint = replay
+        self._fills_gaps = bool(replay) and any(t in ("", "xps/") for t in self.topics)
         self.last_seq: int | None = None
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
@@ -63,12 +66,12 @@ class Subscriber:
             topic, payload = self._socket.recv_multipart()
             record = msgpack.unpackb(payload, raw=False)
             seq = record.get("seq")
-            if self.replay_endpoint and isinstance(seq, int) and self.last_seq is not None and seq > self.last_seq + 1:
+            if self._fills_gaps and isinstance(seq, int) and self.last_seq is not None and seq > self.last_seq + 1:
                 for missed in self.replay(self.last_seq + 1, limit=seq - self.last_seq - 1):
                     received += 1
                     yield missed
             if isinstance(seq, int):
-                self.last_seq = max(seq, self.last_seq or 0)
+                self.last_seq = seq  # lower than before only after a restart without history
             received += 1
             yield topic.decode(errors="replace"), record
 

@@ -17,6 +17,7 @@ import msgpack
 import zmq
 
 from xpstream.daemon.journal import open_database
+from xpstream.daemon.supervise import one_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -79,7 +80,8 @@ class History:
         """(topic, payload) of the records with seq >= `seq`, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT topic, payload FROM history WHERE seq >= ? ORDER BY seq LIMIT ?", (seq, min(limit, MAX_REPLAY))
+                "SELECT topic, payload FROM history WHERE seq >= ? ORDER BY seq LIMIT ?",
+                (seq, max(0, min(limit, MAX_REPLAY))),
             ).fetchall()
         return [(bytes(t), bytes(p)) for t, p in rows]
 
@@ -122,4 +124,8 @@ class ReplayServer:
             since, limit = int(body["since"]), int(body.get("limit", MAX_REPLAY))
         except Exception:
             return [b"error", b'a replay request is a msgpack map {"since": SEQ, "limit": N}']
-        return [b"ok"] + [frame for record in self.history.since(since, limit) for frame in record]
+        try:  # a REP socket must answer every request, or it cannot receive the next one
+            records = self.history.since(since, limit)
+        except Exception as err:
+            return [b"error", one_line(err).encode()]
+        return [b"ok"] + [frame for record in records for frame in record]

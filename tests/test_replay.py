@@ -6,6 +6,7 @@ import time
 
 import msgpack
 import pytest
+import zmq
 
 from tests.conftest import draw, run_cli
 from tests.harness import DaemonProcess
@@ -32,6 +33,14 @@ def test_seq_continues_across_restarts_and_missed_records_are_replayed(tmp_path,
         missed = fetch_replay(d.replay, since=3)
         assert [(r["seq"], r["id"]) for _, r in missed] == [(3, "a2"), (4, "a3"), (5, "a4")]
         assert missed[0][1] == first[2][1]  # the same record, byte for byte decoded
+        request = zmq.Context.instance().socket(zmq.REQ)
+        request.setsockopt(zmq.LINGER, 0)
+        request.connect(d.replay)
+        for hostile in (b"\xc1 not msgpack", msgpack.packb({"since": 1, "limit": -1})):  # refused, or bounded
+            request.send(hostile)
+            assert request.poll(5000) and request.recv_multipart()[0] in (b"error", b"ok")
+        request.close()
+        assert len(fetch_replay(d.replay, since=1)) == 5  # and it answers on
         # a subscriber that last saw seq 2 fills the gap before the next record
         with Subscriber(d.pub, ["xps/"], replay=d.replay) as subscriber:
             subscriber.last_seq = 2

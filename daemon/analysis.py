@@ -119,6 +119,18 @@ def _bounded_chunks(region_lists: list[list[Region]], indices: list[int], limit:
         yield chunk
 
 
+def analyse_files(analyser: Analyser, files: list[str]):
+    """Each file (from `list_files`) read and analysed in turn: yields (path, spectrum,
+    prediction, None), or (path, None, None, error) for a file that cannot be read."""
+    for path in files:
+        try:
+            spectrum = read_file(path)
+        except (ValueError, OSError) as err:
+            yield path, None, None, err
+            continue
+        yield path, spectrum, analyser.analyse([spectrum])[0], None
+
+
 class Analyser:
     """Spectra -> predictions with one model. `instruments`: the kinetic-energy response of named
     instruments where it differs from the library's (element composition)."""

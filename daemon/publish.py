@@ -50,9 +50,8 @@ class Publisher:
         self._queue: queue.Queue = queue.Queue()
         self._unconfirmed: deque[Callable[[], None]] = deque()  # sent callbacks still to succeed
         self._health = health or (lambda stage, ok, why: None)
-        self._failing = False
+        self._failing: set[str] = set()  # "journal", "history": what fails now
         self._history = history
-        self._history_failing = False
         self.last_seq = history.last_seq if history is not None else 0
         self._socket = context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, 100_000)
@@ -106,14 +105,9 @@ class Publisher:
         try:
             self._history.append(rows)
         except Exception as err:
-            if not self._history_failing:
-                log.error("prediction history: %s; records not kept for replay", one_line(err))
-            self._history_failing = True
-            self._health("history", False, one_line(err))
+            self._report("history", err)
             return
-        if self._history_failing:
-            self._history_failing = False
-            self._health("history", True, "")
+        self._report("history", None)
 
     def _confirm(self) -> None:
         """Run the waiting `sent` callbacks in order; stop at the first that fails (retried)."""
@@ -121,13 +115,19 @@ class Publisher:
             try:
                 self._unconfirmed[0]()
             except Exception as err:
-                if not self._failing:
-                    log.error("after publishing: %s; retrying every %.0f s", one_line(err), RETRY_S)
-                self._failing = True
-                self._health("journal", False, one_line(err))
+                self._report("journal", err)
                 return
             self._unconfirmed.popleft()
-        if self._failing:
-            log.info("after publishing: recovered")
-            self._failing = False
-            self._health("journal", True, "")
+        self._report("journal", None)
+
+    def _report(self, stage: str, err: Exception | None) -> None:
+        """Tell `health` (and the log, once) when `stage` starts or stops failing."""
+        if err is not None:
+            if stage not in self._failing:
+                log.error("%s failing after publishing: %s; retrying", stage, one_line(err))
+            self._failing.add(stage)
+            self._health(stage, False, one_line(err))
+        elif stage in self._failing:
+            log.info("%s recovered", stage)
+            self._failing.discard(stage)
+            self._health(stage, True, "")

@@ -12,3 +12,13 @@ class EmptySpectrum(ParseError):
     """A file or message whose regions hold no signal (all counts equal, or none)."""
 
     reason = "empty"
+
+
+def error_reason(err: BaseException) -> str:
+    """The reason code of a file that was refused: `io`, a ParseError's own (`parse`, `empty`),
+    `parse` for another ValueError, `internal` for anything else."""
+    if isinstance(err, OSError):
+        return "io"
+    if isinstance(err, ValueError):
+        return getattr(err, "reason", "parse")
+    return "internal"

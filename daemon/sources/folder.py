@@ -38,6 +38,7 @@ from xpstream.daemon.config import WatchConfig
 from xpstream.daemon.journal import Journal, path_text
 from xpstream.daemon.messages import measurement_id
 from xpstream.daemon.parse import parse_file
+from xpstream.daemon.parse.base import error_reason
 from xpstream.daemon.sources import Failure, Handoff, Item
 from xpstream.daemon.supervise import one_line
 
@@ -213,11 +214,7 @@ class FolderSource:
                 content = fh.read(self.config.max_file_bytes + 1)
             parsed = parse_file(p)
         except Exception as err:  # io, parse, or anything else: the file is refused, the stage goes on
-            reason = (
-                "io"
-                if isinstance(err, OSError)
-                else getattr(err, "reason", "parse" if isinstance(err, ValueError) else "internal")
-            )
+            reason = error_reason(err)
             message = one_line(err) if reason == "internal" else str(err)
             self.handoff.fail(
                 Failure(None, instrument, "folder", shown, reason, message), lambda: finish("failed", message)

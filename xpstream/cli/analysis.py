@@ -23,7 +23,8 @@ def arguments_predict(p) -> None:
 def run_predict(args) -> None:
     """Parse, preprocess and classify files; one line (or JSON object, or table row) per file.
     Exits 1 when some file could not be analysed."""
-    from xpstream.daemon.analysis import Analyser, list_files, open_backend, read_file
+    from xpstream.daemon.analysis import Analyser, analyse_files, list_files, open_backend
+    from xpstream.daemon.parse.base import error_reason
     from xpstream.present import MARKDOWN_HEADER, format_prediction, markdown_refusal, markdown_row
 
     analyser = Analyser(open_backend(args.model))
@@ -31,20 +32,16 @@ def run_predict(args) -> None:
     if args.markdown:
         print(MARKDOWN_HEADER)
     files = list_files(args.files)
-    for path in files:
-        try:
-            spectrum = read_file(path)
-        except (ValueError, OSError) as err:
+    for path, spectrum, pred, err in analyse_files(analyser, files):
+        if err is not None:
             failed += 1
             if args.json:
-                reason = "io" if isinstance(err, OSError) else getattr(err, "reason", "parse")
-                print(json.dumps({"source": path, "reason": reason, "error": str(err)}))
+                print(json.dumps({"source": path, "reason": error_reason(err), "error": str(err)}))
             elif args.markdown:
                 print(markdown_refusal(path, err))
             else:
                 print(f"{path}: error: {err}", file=sys.stderr)
             continue
-        pred = analyser.analyse([spectrum])[0]
         if args.plot:
             from xpstream.figures import plot_prediction
 
@@ -69,19 +66,16 @@ def arguments_report(p) -> None:
 
 def run_report(args) -> None:
     """One self-contained HTML page for a lab notebook: a table and a picture per file."""
-    from xpstream.daemon.analysis import Analyser, list_files, open_backend, read_file
+    from xpstream.daemon.analysis import Analyser, analyse_files, list_files, open_backend
     from xpstream.figures import html_report, png_bytes
 
     analyser = Analyser(open_backend(args.model))
     rows = []
-    for path in list_files(args.files):
-        try:
-            spectrum = read_file(path)
-        except (ValueError, OSError) as err:
+    for path, spectrum, pred, err in analyse_files(analyser, list_files(args.files)):
+        if err is not None:
             rows.append((Path(path).name, None, str(err), None))
-            continue
-        pred = analyser.analyse([spectrum])[0]
-        rows.append((Path(path).name, pred, "", png_bytes(spectrum.regions, pred)))
+        else:
+            rows.append((Path(path).name, pred, "", png_bytes(spectrum.regions, pred)))
     args.out.write_text(html_report(rows))
     print(f"{args.out}: {len(rows)} files")
 

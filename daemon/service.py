@@ -78,6 +78,11 @@ class Notifier:
             self._last = time.monotonic()
 
 
+def _bind_refused(key: str, endpoint: str, err: zmq.ZMQError, example: str) -> ConfigError:
+    """The one-line start-up error for an endpoint that cannot be bound or connected."""
+    return ConfigError(f"{key} {endpoint!r}: {err}; give a free endpoint, e.g. {example}")
+
+
 class Service:
     def __init__(self, config: Config, model_path: Path):
         self.config = config
@@ -97,17 +102,14 @@ class Service:
                 self.context, config.zmq.pub, self.curve, self.supervised, self.metrics.set_stage, self.history
             )
         except zmq.ZMQError as err:
-            raise ConfigError(
-                f"zmq.pub {config.zmq.pub!r}: {err}; give a free endpoint, e.g. --pub tcp://127.0.0.1:5558"
-            ) from None
+            raise _bind_refused("zmq.pub", config.zmq.pub, err, "--pub tcp://127.0.0.1:5558") from None
         self.replay = None
         if config.zmq.replay and self.history is not None:
             try:
                 self.replay = ReplayServer(self.context, config.zmq.replay, self.history, self.supervised)
             except zmq.ZMQError as err:
-                raise ConfigError(
-                    f"zmq.replay {config.zmq.replay!r}: {err}; give a free endpoint, e.g. --replay "
-                    "tcp://127.0.0.1:5558, or '' for none"
+                raise _bind_refused(
+                    "zmq.replay", config.zmq.replay, err, "--replay tcp://127.0.0.1:5558, or '' for none"
                 ) from None
         self.journal = Journal(config.state.journal) if config.watch.folders else None
         self.sources = self._build_sources()
@@ -135,9 +137,7 @@ class Service:
                     )
                 )
             except zmq.ZMQError as err:
-                raise ConfigError(
-                    f"zmq.{kind} {endpoint!r}: {err}; give a free endpoint such as tcp://127.0.0.1:5557"
-                ) from None
+                raise _bind_refused(f"zmq.{kind}", endpoint, err, "tcp://127.0.0.1:5557") from None
         return sources
 
     def _publisher_key(self) -> bytes | None:

@@ -15,7 +15,7 @@ MARKDOWN_HEADER = (
 
 def signed_ev(value: float) -> str:
     """'+0.23 eV'; a shift that rounds to zero reads '+0.00 eV', never '-0.00 eV'."""
-    return f"{value + 0.0 if abs(value) >= 0.005 else 0.0:+.2f} eV"
+    return f"{value if abs(value) >= 0.005 else 0.0:+.2f} eV"
 
 
 def format_composition(pred: Prediction) -> str:

@@ -29,6 +29,34 @@ def test_serve_and_subscribe_import_no_training_code(tmp_path):
     assert rc == 2 and modules == []  # timed out after 0 messages
 
 
+EXTRAS_ONLY = ("torch", "scipy", "h5py", "pandas", "xarray", "pynxtools", "pynxtools_xps", "ray")
+BLOCK_EXTRAS = f"""
+import sys
+class BlockExtras:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {EXTRAS_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+sys.meta_path.insert(0, BlockExtras())
+"""
+
+
+def test_serving_and_predict_need_none_of_the_extras_and_name_the_vendor_extra():
+    """The first set-up command installs no extra but a runtime: reading CSV and VAMAS and
+    predicting must work without torch, scipy, h5py, pandas or pynxtools, and a native vendor
+    file is refused with reason `unsupported` naming the extra (not a traceback)."""
+    files = [REALXPS / "lg4x_PET_C1s.csv", REALXPS / "cheminfo_perovskite_kratos.vms", REALXPS / "pynx_PBTTT_specs.xml"]
+    command = ["predict", *map(str, files), "--json"]
+    code = BLOCK_EXTRAS + f"from xpstream.cli import main\nsys.exit(main({command!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    records = {r["source"].rsplit("/", 1)[-1]: r for r in map(json.loads, out.stdout.splitlines())}
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert {"benzene_ring", "ester_aromatic"} <= set(records["lg4x_PET_C1s.csv"]["labels"])
+    assert "probabilities" in records["cheminfo_perovskite_kratos.vms"]
+    refused = records["pynx_PBTTT_specs.xml"]
+    assert refused["reason"] == "unsupported" and "SPECS XML files need" in refused["error"]
+    assert "pip install 'xpstream[vendor]'" in refused["error"]
+
+
 def test_help_lists_every_command_and_their_defaults():
     from xpstream.cli import COMMANDS
 

@@ -26,3 +26,14 @@ def test_the_runtime_is_one_extra_so_gpu_hosts_get_the_cuda_build_alone():
     assert any(r.startswith("onnxruntime>=") and 'extra == "cpu"' in r for r in requirements)
     assert any(r.startswith("onnxruntime-gpu") and 'extra == "gpu"' in r for r in requirements)
     assert not [r for r in requirements if r.startswith("onnxruntime>=") and 'extra == "gpu"' in r]
+
+
+def test_serving_installs_no_training_or_vendor_stack():
+    """The first set-up command's venv stays small: torch, scipy, h5py and pynxtools-xps (with
+    pandas and HDF5) come only with the `train` and `vendor` extras."""
+    from importlib.metadata import requires
+
+    requirements = requires("xpstream")
+    base = {r.split(">")[0].split("=")[0].split(";")[0].strip() for r in requirements if "extra ==" not in r}
+    assert not base & {"torch", "scipy", "h5py", "pynxtools-xps", "pandas"}
+    assert any(r.startswith("pynxtools-xps") and 'extra == "vendor"' in r for r in requirements)

@@ -14,9 +14,15 @@ class EmptySpectrum(ParseError):
     reason = "empty"
 
 
+class UnsupportedFormat(ParseError):
+    """A file of a format whose reader is not installed (the message names the extra)."""
+
+    reason = "unsupported"
+
+
 def error_reason(err: BaseException) -> str:
-    """The reason code of a file that was refused: `io`, a ParseError's own (`parse`, `empty`),
-    `parse` for another ValueError, `internal` for anything else."""
+    """The reason code of a file that was refused: `io`, a ParseError's own (`parse`, `empty`,
+    `unsupported`), `parse` for another ValueError, `internal` for anything else."""
     if isinstance(err, OSError):
         return "io"
     if isinstance(err, ValueError):

@@ -5,6 +5,8 @@ package does not read).
 pynxtools-xps gives each spectrum as an xarray DataArray with dims (cycle, scan, energy);
 scans and cycles are averaged here. The axis is binding energy unless the parser's metadata
 say kinetic (`energy_label`/`x_units`), in which case the recorded excitation energy converts it.
+pynxtools-xps is the `vendor` extra; without it these files are refused with reason `unsupported`
+and the command that installs it.
 """
 
 from __future__ import annotations
@@ -16,28 +18,36 @@ from pathlib import Path
 import numpy as np
 
 from xpstream.contract import ContractError, Region
-from xpstream.daemon.parse.base import ParseError
+from xpstream.daemon.parse.base import ParseError, UnsupportedFormat
 
-PARSERS = {
-    ".xml": "pynxtools_xps.parsers.specs.xml:SPECSXMLParser",
-    ".xy": "pynxtools_xps.parsers.specs.xy:SPECSXYParser",
-    ".spe": "pynxtools_xps.parsers.phi:PHIParser",
-    ".txt": "pynxtools_xps.parsers.scienta:ScientaTXTParser",
-    ".vms": "pynxtools_xps.parsers.vms:VamasParser",
+PARSERS = {  # suffix: (format, parser class)
+    ".xml": ("SPECS XML", "pynxtools_xps.parsers.specs.xml:SPECSXMLParser"),
+    ".xy": ("SPECS XY", "pynxtools_xps.parsers.specs.xy:SPECSXYParser"),
+    ".spe": ("PHI SPE", "pynxtools_xps.parsers.phi:PHIParser"),
+    ".txt": ("Scienta TXT", "pynxtools_xps.parsers.scienta:ScientaTXTParser"),
+    ".vms": ("IRREGULAR VAMAS", "pynxtools_xps.parsers.vms:VamasParser"),
 }
 SUFFIXES = tuple(PARSERS)
 
 
 def read_vendor_file(path: Path) -> list[Region]:
     """All spectra of a vendor file as regions on a binding-energy axis."""
-    module, name = PARSERS[path.suffix.lower()].split(":")
-    parser = getattr(importlib.import_module(module), name)()
+    fmt, target = PARSERS[path.suffix.lower()]
+    module, name = target.split(":")
+    try:
+        parser = getattr(importlib.import_module(module), name)()
+    except ModuleNotFoundError as err:
+        if not (err.name or "").startswith("pynxtools"):
+            raise
+        raise UnsupportedFormat(
+            f"{path.name}: {fmt} files need the pynxtools-xps reader: pip install 'xpstream[vendor]'"
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parser.parse(path)
     except Exception as err:  # the library raises many types for malformed files
-        raise ParseError(f"{path.name}: not a readable {name[:-6]} file ({type(err).__name__}: {err})") from None
+        raise ParseError(f"{path.name}: not a readable {fmt} file ({type(err).__name__}: {err})") from None
     regions = []
     for key, spectrum in parser.data.items():
         if spectrum.data is None or "energy" not in spectrum.data.dims:

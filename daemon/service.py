@@ -13,6 +13,7 @@ stage is down.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -229,6 +230,8 @@ class Service:
         self.metrics.ready.set()
         self.notifier.notify("READY=1")
         log.info("ready")
+        if importlib.util.find_spec("pynxtools_xps") is None:
+            log.info("native vendor files (SPECS, PHI, Scienta) are refused: pip install 'xpstream[vendor]' reads them")
         last_check = time.monotonic()
         deadline = None  # of the drain, once stopping
         while True:

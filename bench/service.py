@@ -5,6 +5,7 @@ loop (decode, preprocess, one inference call, publish). Prints a table and write
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -173,6 +174,81 @@ def bench_daemon(
         "daemon regions / naive regions": results["daemon_regions_per_s"] / results["naive_regions_per_s"],
     }
     print(f"daemon benchmark (CPU, onnxruntime 2 threads, batch {batch}, max wait 5 ms)")
+    for key, value in results.items():
+        print(f"  {key:28s} {value:12,.1f}")
+    for key, value in ratios.items():
+        print(f"  {key:40s} {value:6.2f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
+    return results, ratios
+
+
+def bench_flood(source: Path, seconds: float = 60.0, memory_mb: float = 1024.0, json_path: str | None = None):
+    """A mixed flood for `seconds`: grid spectra on SUB as fast as they can be sent, 2 MB region
+    messages on PULL, and `source` copied into the watched folder every 20 ms. Prints the
+    daemon's peak resident memory against its ceiling (`batch.memory_mb`), and what became of
+    each input."""
+    import threading
+
+    tmp = Path(tempfile.mkdtemp())
+    context = zmq.Context()
+    upstream = context.socket(zmq.PUB)
+    upstream.setsockopt(zmq.SNDHWM, 0)
+    port = upstream.bind_to_random_port("tcp://127.0.0.1")
+    d = DaemonProcess(
+        tmp, "--sub", f"tcp://127.0.0.1:{port}", "--memory-mb", str(memory_mb), "--log-level", "warning", watch=True
+    )
+    grid = synthetic_messages(64, "grid")
+    energy = np.linspace(270.0, 300.0, 1 << 17)  # one 131k-point C 1s region: a 2 MB message
+    large = encode_spectrum("large", "bench", regions=[("C 1s", energy, 100 + 1e4 * np.exp(-((energy - 285) ** 2)))])
+    sent = {"sub": 0, "pull": 0, "folder": 0}
+    stop = threading.Event()
+
+    def flood_sub():
+        while not stop.is_set():
+            upstream.send_multipart([b"s", grid[sent["sub"] % 64]])
+            sent["sub"] += 1
+
+    def flood_pull():
+        push = context.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDTIMEO, 100)  # PULL applies back-pressure: the sender waits
+        push.connect(d.pull)
+        while not stop.is_set():
+            with contextlib.suppress(zmq.Again):
+                push.send(large)
+                sent["pull"] += 1
+        push.close(linger=0)
+
+    def flood_folder():
+        while not stop.wait(0.02):
+            shutil.copy(source, d.folder / f"f{sent['folder']:06d}{source.suffix}")
+            sent["folder"] += 1
+
+    threads = [threading.Thread(target=f) for f in (flood_sub, flood_pull, flood_folder)]
+    peak, received = 0.0, 0
+    try:
+        for t in threads:
+            t.start()
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            peak = max(peak, d.rss_mb())
+            received += len(d.receive(100_000, timeout=0.1))
+        stop.set()
+        for t in threads:
+            t.join()
+        metrics = d.scrape()
+    finally:
+        stop.set()
+        d.stop()
+        upstream.close(linger=0)
+        context.term()
+    results = {"seconds": seconds, "memory_ceiling_mb": memory_mb, "peak_rss_mb": peak, "received": received}
+    for name in sent:
+        results[f"sent_{name}"] = sent[name]
+        for metric in ("spectra_processed", "spectra_dropped", "memory_waits"):
+            results[f"{metric}_{name}"] = metrics.get(f'xpstream_{metric}_total{{source="{name}"}}', 0)
+    ratios = {"peak RSS / memory ceiling": peak / memory_mb}
+    print(f"mixed flood for {seconds:.0f} s (SUB grid spectra, PULL 2 MB region messages, folder files)")
     for key, value in results.items():
         print(f"  {key:28s} {value:12,.1f}")
     for key, value in ratios.items():

@@ -32,6 +32,9 @@ Every key and its default (an empty file is a valid configuration):
     max_batch = 64
     max_wait_ms = 5.0
     capacity = 1024           # queued spectra before the overload policy applies
+    capacity_mb = 256         # ... or queued spectra's arrays of this many MiB
+    memory_mb = 1024          # resident-memory ceiling: above it, while spectra are queued, PULL
+                              # and folders wait and SUB input is dropped (counted); 0 = none
     drain_s = 10.0            # on SIGTERM, publish what is queued for at most this long
 
     [metrics]
@@ -107,6 +110,8 @@ class BatchConfig:
     max_batch: int = 64
     max_wait_ms: float = 5.0
     capacity: int = 1024
+    capacity_mb: float = 256.0
+    memory_mb: float = 1024.0
     drain_s: float = 10.0
 
 
@@ -232,6 +237,8 @@ def _check(c: Config) -> None:
         (c.batch.max_batch >= 1, "batch.max_batch must be >= 1"),
         (c.batch.capacity >= c.batch.max_batch, "batch.capacity must be >= batch.max_batch"),
         (c.batch.max_wait_ms >= 0, "batch.max_wait_ms must be >= 0"),
+        (c.batch.capacity_mb > 0, "batch.capacity_mb must be positive"),
+        (c.batch.memory_mb >= 0, "batch.memory_mb must be >= 0 (0 = no ceiling)"),
         (c.watch.stable_s >= 0, "watch.stable_s must be >= 0"),
         (c.watch.open_stable_s >= 0, "watch.open_stable_s must be >= 0"),
         (c.watch.max_file_bytes > 0, "watch.max_file_bytes must be positive"),

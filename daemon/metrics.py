@@ -9,7 +9,7 @@ import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, make_wsgi_app
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -76,6 +76,23 @@ class Metrics:
         )
         self.queue_depth = Gauge("xpstream_queue_depth", "Spectra waiting for inference", registry=r)
         self.queue_capacity = Gauge("xpstream_queue_capacity", "Queue capacity", registry=r)
+        self.memory_ceiling = Gauge(
+            "xpstream_memory_ceiling_bytes", "Resident-memory ceiling of the daemon (0 = none)", registry=r
+        )
+        self.memory_waits = Counter(
+            "xpstream_memory_waits",
+            "Inputs held back (PULL, folder) or dropped (SUB) while resident memory was above the ceiling",
+            ["source"],
+            registry=r,
+        )
+        self.zmq_disconnects = Counter(
+            "xpstream_zmq_disconnects",
+            "Input connections ended: a sender that closed, or one whose message was above "
+            "zmq.max_message_bytes (ZeroMQ drops such a message with its connection)",
+            ["source"],
+            registry=r,
+        )
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, against the ceiling
         self.model = Info("xpstream_model", "Model being served", registry=r)
         self.reload_failures = Counter(
             "xpstream_model_reload_failures", "Model reloads refused (the previous model kept serving)", registry=r

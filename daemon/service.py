@@ -26,10 +26,11 @@ from pathlib import Path
 import zmq
 
 from xpstream.daemon.analysis import Analyser, InferenceBackend, open_backend
-from xpstream.daemon.batcher import MicroBatcher
+from xpstream.daemon.batcher import DROP_OLDEST, MicroBatcher
 from xpstream.daemon.config import Config, ConfigError
 from xpstream.daemon.history import History, ReplayServer
 from xpstream.daemon.journal import Journal, path_text
+from xpstream.daemon.memory import MemoryCeiling
 from xpstream.daemon.messages import encode_error, encode_prediction
 from xpstream.daemon.metrics import Metrics, serve_http
 from xpstream.daemon.publish import Publisher, error_topic, prediction_topic
@@ -37,6 +38,8 @@ from xpstream.daemon.sources import Failure, Item, Source
 from xpstream.daemon.supervise import MAX_ERROR_CHARS, one_line, supervised
 
 log = logging.getLogger("xpstream.service")
+MIB = 1024 * 1024
+MEMORY_WAIT_S = 0.2  # a source above the memory ceiling tries again once the queue is empty, or after this
 MODEL_CHECK_S = 1.0
 
 
@@ -92,8 +95,19 @@ class Service:
         self.analyser = Analyser(self._load(model_path), config.instruments)
         self._model_mtime = model_path.stat().st_mtime_ns
         b = config.batch
-        self.batcher = MicroBatcher(b.max_batch, b.max_wait_ms / 1000, b.capacity, on_drop=self._dropped)
+        self.batcher = MicroBatcher(
+            b.max_batch,
+            b.max_wait_ms / 1000,
+            b.capacity,
+            on_drop=self._dropped,
+            capacity_bytes=int(b.capacity_mb * MIB),
+            weigh=lambda item: item.nbytes,
+        )
         self.metrics.queue_capacity.set(b.capacity)
+        self.memory = MemoryCeiling(int(b.memory_mb * MIB))
+        self.metrics.memory_ceiling.set(self.memory.ceiling_bytes)
+        if b.memory_mb and not self.memory.ceiling_bytes:
+            log.warning("batch.memory_mb: no /proc/self/statm on this system, so no memory ceiling")
         self.stopped = threading.Event()
         self.context = zmq.Context()
         self.curve = self._start_curve()
@@ -121,9 +135,12 @@ class Service:
     # -- wiring ---------------------------------------------------------------------------
     def _build_sources(self) -> list[Source]:
         from xpstream.daemon.sources.folder import FolderSource
-        from xpstream.daemon.sources.sockets import SocketSource
+        from xpstream.daemon.sources.sockets import PULL_RECEIVE_HWM, SocketSource
 
         z, drain_s = self.config.zmq, self.config.batch.drain_s
+        # what ZeroMQ may hold per PULL sender stays within a quarter of the memory ceiling
+        memory = self.memory.ceiling_bytes
+        pull_hwm = min(PULL_RECEIVE_HWM, max(1, memory // 4 // z.max_message_bytes)) if memory else None
         sources: list[Source] = []
         if self.config.watch.folders:
             sources.append(FolderSource(self.config.watch, self.journal, self))
@@ -134,7 +151,16 @@ class Service:
             try:
                 sources.append(
                     SocketSource(
-                        self.context, kind, endpoint, self, z.max_message_bytes, topics, self.curve, key, drain_s
+                        self.context,
+                        kind,
+                        endpoint,
+                        self,
+                        z.max_message_bytes,
+                        topics,
+                        self.curve,
+                        key,
+                        drain_s,
+                        pull_hwm if kind == "pull" else None,
                     )
                 )
             except zmq.ZMQError as err:
@@ -182,6 +208,13 @@ class Service:
 
     # -- the sources' handoff -------------------------------------------------------------
     def put(self, item: Item, policy: str) -> bool:
+        if self.memory.over() and len(self.batcher):  # only while a backlog can drain
+            self.metrics.memory_waits.labels(item.source).inc()
+            if policy == DROP_OLDEST:
+                self._dropped(item)
+                return True
+            self.batcher.wait_until_empty(MEMORY_WAIT_S)
+            return False
         ok = self.batcher.put(item, policy, timeout=0.2)
         self.metrics.queue_depth.set(len(self.batcher))
         return ok
@@ -195,6 +228,9 @@ class Service:
 
     def ignored(self, instrument: str) -> None:
         self.metrics.files_ignored.labels(instrument).inc()
+
+    def disconnected(self, source: str) -> None:
+        self.metrics.zmq_disconnects.labels(source).inc()
 
     def supervised(self, stage: str, loop) -> threading.Thread:
         return supervised(stage, loop, self.metrics, self.stopped)

@@ -89,6 +89,14 @@ class DaemonProcess:
             out.append((topic.decode(), msgpack.unpackb(payload, raw=False)))
         return out
 
+    def rss_mb(self) -> float:
+        """The daemon's resident memory now, in MiB (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS in /proc")
+
     def scrape(self) -> dict[str, float]:
         """The xpstream_* samples of /metrics."""
         text = urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5).read().decode()

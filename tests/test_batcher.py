@@ -84,3 +84,16 @@ def test_drop_oldest_evicts_only_droppable_items():
         b.put(f"pull-{i}", BLOCK)
     assert b.put("sub-4", DROP_OLDEST) and dropped[-1] == "sub-4"
     assert b.get_batch(timeout=1) == [f"pull-{i}" for i in range(4)]
+
+
+def test_byte_capacity_bounds_the_queue_but_takes_one_large_item_into_an_empty_queue():
+    dropped = []
+    b = MicroBatcher(max_batch=8, max_wait_s=0, capacity=100, on_drop=dropped.append, capacity_bytes=10, weigh=len)
+    assert b.put("aaaa", BLOCK) and b.put("bbbb", BLOCK)  # 8 bytes queued
+    assert not b.put("cccc", BLOCK, timeout=0.05)  # 12 > 10: back-pressure
+    assert b.put("dd", DROP_OLDEST) and b.queued_bytes == 10
+    assert b.put("eeeeee", DROP_OLDEST) and dropped == ["dd", "eeeeee"]  # only BLOCK items left to evict
+    assert b.get_batch(timeout=1) == ["aaaa", "bbbb"] and b.queued_bytes == 0
+    assert b.put("x" * 50, BLOCK, timeout=0.05)  # larger than the capacity, alone: taken
+    assert not b.put("y", BLOCK, timeout=0.05)
+    assert b.get_batch(timeout=1) == ["x" * 50] and b.queued_bytes == 0

@@ -179,3 +179,58 @@ def test_no_file_is_published_twice_under_a_busy_queue(tmp_path):
         assert d.stop() == 0
     counts = collections.Counter(body["source"] for _, body in messages)
     assert len(counts) == 200 and max(counts.values()) == 1
+
+
+def test_a_message_above_the_size_limit_is_counted_and_its_sender_heard_again(tmp_path, library):
+    """ZeroMQ drops a message above zmq.max_message_bytes with its sender's connection: the
+    drop shows in xpstream_zmq_disconnects_total, and the sender's next message is answered."""
+    config = tmp_path / "small.toml"
+    config.write_text("[zmq]\nmax_message_bytes = 65536\n")
+    d = DaemonProcess(tmp_path, "--config", config, watch=False)
+    try:
+        d.push.send(b"\0" * 200_000)
+        key = 'xpstream_zmq_disconnects_total{source="pull"}'
+        deadline = time.monotonic() + 10
+        while d.scrape().get(key, 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert d.scrape()[key] == 1
+        _, batch = draw(library, n=1, seed=4)
+        d.push.send(encode_spectrum("after", "esca1", intensities=batch.spectra[0]))  # sent once reconnected
+        assert [b["id"] for _, b in d.receive(1, timeout=30)] == ["after"]
+    finally:
+        assert d.stop() == 0
+
+
+def test_above_the_memory_ceiling_pull_waits_and_sub_drops_but_nothing_stalls(tmp_path, library):
+    """A ceiling the daemon is always above (1 MiB): input is taken only into an empty queue, so
+    every PULL message is still answered (back-pressure, nothing lost), SUB input beyond that is
+    dropped and counted, and both show in xpstream_memory_waits_total."""
+    import zmq
+
+    context = zmq.Context()
+    upstream = context.socket(zmq.PUB)
+    upstream.setsockopt(zmq.SNDHWM, 0)
+    port = upstream.bind_to_random_port("tcp://127.0.0.1")
+    d = DaemonProcess(tmp_path, "--sub", f"tcp://127.0.0.1:{port}", "--memory-mb", "1", watch=False)
+    try:
+        _, batch = draw(library, n=8, seed=5)
+        time.sleep(0.5)  # the SUB connection settles
+        for i in range(2000):
+            upstream.send_multipart([b"s", encode_spectrum(f"sub{i}", "esca1", intensities=batch.spectra[i % 8])])
+        for i in range(200):
+            d.push.send(encode_spectrum(f"pull{i}", "esca1", intensities=batch.spectra[i % 8]))
+        answered = set()
+        deadline = time.monotonic() + 120
+        while not {f"pull{i}" for i in range(200)} <= answered and time.monotonic() < deadline:
+            answered |= {b["id"] for _, b in d.receive(500, timeout=1)}
+        assert {f"pull{i}" for i in range(200)} <= answered
+        metrics = d.scrape()
+        assert metrics["xpstream_memory_ceiling_bytes"] == 1024 * 1024
+        assert metrics['xpstream_memory_waits_total{source="pull"}'] > 0
+        assert metrics['xpstream_memory_waits_total{source="sub"}'] > 0
+        assert metrics['xpstream_spectra_dropped_total{source="sub"}'] > 0
+        assert healthz(d) == (200, "ok\n")
+    finally:
+        assert d.stop() == 0
+        upstream.close(linger=0)
+        context.term()

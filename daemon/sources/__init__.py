@@ -31,6 +31,13 @@ class Item:
     measured: np.ndarray | None = None  # (GRID_SIZE,) mask of a grid spectrum; None = whole grid
     recorded: list[Region] = field(default_factory=list)  # all non-survey regions, for the out-of-library check
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its arrays hold (what the queue's byte capacity counts)."""
+        arrays = [self.spectrum, self.measured]
+        arrays += [a for r in (*self.regions, *self.recorded) for a in (r.binding_energy_ev, r.counts)]
+        return sum(a.nbytes for a in arrays if a is not None)
+
 
 @dataclass
 class Failure:
@@ -56,6 +63,9 @@ class Handoff(Protocol):
 
     def ignored(self, instrument: str) -> None:
         """Count a file no watch pattern takes."""
+
+    def disconnected(self, source: str) -> None:
+        """Count an input connection that ended (a sender closed, or sent a message too large)."""
 
     def supervised(self, stage: str, loop: Callable[[], None]) -> threading.Thread:
         """A thread running `loop` as a supervised stage (see `xpstream.daemon.supervise`)."""

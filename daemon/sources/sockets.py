@@ -5,6 +5,10 @@ Each socket lives in its own supervised thread, as ZeroMQ sockets must not be sh
 threads. No message ends it: a message that cannot be decoded is refused with its reason, any
 other error while handling one is refused as `internal`. On stop, what has already arrived is
 taken in until the socket is quiet or `drain_s` has passed.
+
+A message above `max_message_bytes` never reaches the reader: ZeroMQ drops it and closes its
+sender's connection. A socket monitor counts every ended input connection
+(`xpstream_zmq_disconnects_total`), which is where such drops show.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from xpstream.daemon.batcher import BLOCK, DROP_OLDEST, Closed
 from xpstream.daemon.messages import MessageError, decode_spectrum
@@ -23,6 +28,7 @@ from xpstream.daemon.supervise import one_line
 log = logging.getLogger("xpstream.zmq")
 POLL_MS = 100
 SUB_RECEIVE_HWM = 10_000
+PULL_RECEIVE_HWM = 1000
 DRAIN_QUIET_MS = 100  # on stop, read on until nothing arrived for this long
 READ_AT_ONCE = 1024  # messages read after one poll (no poll per message under load)
 
@@ -41,9 +47,12 @@ class SocketSource:
         curve: tuple[bytes, bytes] | None = None,
         publisher_key: bytes | None = None,
         drain_s: float = 10.0,
+        receive_hwm: int | None = None,
     ):
         """curve: the daemon's (public, secret) keys; PULL sockets are CURVE servers with them.
-        publisher_key: the publishers' public key; SUB sockets are then CURVE clients."""
+        publisher_key: the publishers' public key; SUB sockets are then CURVE clients.
+        receive_hwm: messages ZeroMQ holds per sender before the reader takes them (default:
+        PULL_RECEIVE_HWM or SUB_RECEIVE_HWM)."""
         if kind not in ("pull", "sub"):
             raise ValueError(f"socket kind must be 'pull' or 'sub', got {kind!r}")
         self.kind, self.endpoint = kind, endpoint
@@ -53,7 +62,7 @@ class SocketSource:
         self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         # SUB: ZeroMQ would drop silently past its receive high-water mark; keep that far above
         # the batcher's capacity so overload shows up as counted drop-oldest drops instead
-        self.socket.setsockopt(zmq.RCVHWM, SUB_RECEIVE_HWM if kind == "sub" else 1000)
+        self.socket.setsockopt(zmq.RCVHWM, receive_hwm or (SUB_RECEIVE_HWM if kind == "sub" else PULL_RECEIVE_HWM))
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve is not None and kind == "pull":  # the daemon is the CURVE server of its PULL sockets
             self.socket.curve_publickey, self.socket.curve_secretkey = curve
@@ -67,6 +76,7 @@ class SocketSource:
             for topic in topics:
                 self.socket.setsockopt_string(zmq.SUBSCRIBE, topic)
             self.socket.connect(endpoint)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._stop = threading.Event()
         self._thread = handoff.supervised(f"zmq-{kind}", self._loop)
 
@@ -84,15 +94,26 @@ class SocketSource:
     def _loop(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         while not self._stop.is_set():
-            if poller.poll(POLL_MS) and not self._take_arrived():
+            ready = dict(poller.poll(POLL_MS))
+            if self.monitor in ready:
+                self._count_disconnects()
+            if self.socket in ready and not self._take_arrived():
                 break
         else:  # stopping: take in what has already arrived, until quiet or the drain deadline
             deadline = time.monotonic() + self.drain_s
-            while time.monotonic() < deadline and poller.poll(DRAIN_QUIET_MS):
+            while time.monotonic() < deadline and self.socket.poll(DRAIN_QUIET_MS):
                 if not self._take_arrived():
                     break
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
+
+    def _count_disconnects(self) -> None:
+        while self.monitor.poll(0):
+            recv_monitor_message(self.monitor)
+            self.handoff.disconnected(self.kind)
 
     def _take_arrived(self) -> bool:
         """Handle the messages waiting on the socket, at most READ_AT_ONCE (so a stop request is

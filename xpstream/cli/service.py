@@ -21,6 +21,7 @@ SERVE_OVERRIDES = {
     "max_batch": "batch.max_batch",
     "max_wait_ms": "batch.max_wait_ms",
     "capacity": "batch.capacity",
+    "memory_mb": "batch.memory_mb",
     "metrics": "metrics.address",
     "journal": "state.journal",
     "history": "state.history",
@@ -44,6 +45,7 @@ def arguments_serve(p) -> None:
     p.add_argument("--max-batch", type=int, help="spectra per inference batch")
     p.add_argument("--max-wait-ms", type=float, help="longest wait to fill a batch")
     p.add_argument("--capacity", type=int, help="queued spectra before the overload policy applies")
+    p.add_argument("--memory-mb", type=float, help="resident-memory ceiling in MiB (0 = none; default: 1024)")
     p.add_argument("--metrics", help="HOST:PORT of /metrics and /healthz ('' = off; default: 127.0.0.1:9310)")
     p.add_argument("--journal", help="SQLite journal of processed files")
     p.add_argument("--history", help="SQLite history of published records, for replay ('' = none)")

@@ -11,6 +11,7 @@ from tests.conftest import draw
 from xpstream.contract import GRID_STEP_EV, LABEL_NAMES, energy_grid
 from xpstream.train.acquisition import LEVELS, label_determined
 from xpstream.train.mixtures import MixtureGenerator, MixtureSettings
+from xpstream.train.settings import CHARGING_BROADENED_SHARE_OF_SPECTRA, SettingsError
 from xpstream.train.simulate import FFT_SIZE, Jitter, Lines, polymer_lines, render_fourier, to_grid
 
 GRID = energy_grid()
@@ -72,6 +73,29 @@ def test_differential_charging_moves_levels_apart_within_bounds(library):
     gap0 = centroid(fixed, 525, 540) - centroid(fixed, 280, 296)
     moved = gap - gap0
     assert np.abs(moved).max() <= 0.4 + 0.01 and moved.std() > 0.1  # two levels, each +-0.2 eV
+
+
+def test_charging_broadening_widens_every_line_of_some_spectra_by_the_same_sigma(library):
+    settings = dict(ONE, polymers=("PMMA",), broadening_scale_ev=0.0)
+    _, sharp = draw(library, n=400, seed=6, **settings)
+    _, smeared = draw(library, n=400, seed=6, charging_broadening_ev=1.5, **settings)
+    widened = smeared.broadening_ev > 0
+    assert (sharp.broadening_ev == 0).all() and smeared.broadening_ev.max() <= 1.5
+    assert abs(widened.mean() - CHARGING_BROADENED_SHARE_OF_SPECTRA) < 0.06  # some spectra, not all
+
+    def spread(batch, lo, hi):
+        window = (lo < GRID) & (hi > GRID)
+        y, x = batch.spectra[:, window], GRID[window]
+        mean = (y * x).sum(1) / y.sum(1)
+        return np.sqrt((y * (x - mean[:, None]) ** 2).sum(1) / y.sum(1))
+
+    for lo, hi in ((278, 298), (526, 540)):  # C 1s and O 1s: variance grows by sigma^2 on both
+        grown = spread(smeared, lo, hi) ** 2 - spread(sharp, lo, hi) ** 2
+        big = widened & (smeared.broadening_ev > 0.5)
+        assert np.allclose(grown[big], smeared.broadening_ev[big] ** 2, rtol=0.25)
+        assert np.abs(grown[~widened]).max() < 1e-3
+    with pytest.raises(SettingsError):
+        draw(library, n=1, charging_broadening_ev=3.0)
 
 
 def test_kinetic_energy_response_scatters_element_ratios(library):

@@ -12,7 +12,7 @@ Per spectrum (arXiv 2603.05350, section "Synthetic mixing"):
 Beyond the paper, each option off by default (`xpstream.train.settings.MixtureSettings`, where
 each is described): what the library does not know about the lines (binding-energy and width
 scatter, line-shape family, hydrocarbon tail, shake-up area), the instrument (differential
-charging, kinetic-energy response, counting noise; `xpstream.train.measurement`), the surface
+charging and its broadening, kinetic-energy response, counting noise; `xpstream.train.measurement`), the surface
 as measured (adventitious carbon, oxidation, silicone as label-free layers from physics.toml;
 residual backgrounds; cut window tails), acquisition plans (`xpstream.train.acquisition`), the
 labels physics can settle (`label_rule="physics"`: traces are `Batch.ambiguous`, alkane counts
@@ -52,6 +52,7 @@ from xpstream.train.measurement import (
 )
 from xpstream.train.settings import (
     ADVENTITIOUS_SHARE_OF_SPECTRA,
+    CHARGING_BROADENED_SHARE_OF_SPECTRA,
     MAX_COMPONENTS,
     OXIDATION,
     SILICONE_SHARE_OF_SPECTRA,
@@ -228,6 +229,10 @@ class MixtureGenerator:
         weights, contamination = (weights / total).astype(np.float32), (contamination / total).astype(np.float32)
         shift = rng.uniform(-s.max_shift_ev, s.max_shift_ev, size=n).astype(np.float32)
         sigma = np.abs(rng.normal(0.0, s.broadening_scale_ev, size=n)).astype(np.float32)
+        if s.charging_broadening_ev:
+            uneven = rng.random(n) < CHARGING_BROADENED_SHARE_OF_SPECTRA
+            extra = rng.uniform(0.0, s.charging_broadening_ev, size=n)
+            sigma = np.where(uneven, np.hypot(sigma, extra), sigma).astype(np.float32)
         group_fraction, labels, ambiguous = self._labels(weights, contamination, components)
         atomic_fraction = self._atomic_fraction(weights, contamination, components)
         present = np.zeros((n, len(LEVELS)), dtype=np.float32)

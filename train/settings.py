@@ -20,6 +20,12 @@ LABEL_RULES = ("union", "physics")
 # polymer films); a fifth are drawn clean (freshly cut, sputtered or measured in situ).
 ADVENTITIOUS_SHARE_OF_SPECTRA = 0.8
 SILICONE_SHARE_OF_SPECTRA = 0.25  # "in some spectra": release agents, gloves, vacuum grease
+# Uneven charging of an insulating film: the surface potential varies across the analysed spot,
+# so every line of the spectrum is smeared by the same potential distribution (reasoned: a
+# uniform shift is its mean, the spread its width). Seen in the measured PBTTT film (C 1s ~4 eV
+# wide, S 2p +2 eV). Drawn for some spectra only: charge neutralisation usually works.
+CHARGING_BROADENED_SHARE_OF_SPECTRA = 0.2
+MAX_CHARGING_BROADENING_EV = 2.0
 OXIDATION = ("oxidation_CO", "oxidation_CdO", "oxidation_OCdO")  # physics.toml [contaminants]
 
 
@@ -56,6 +62,11 @@ class MixtureSettings:
     hydrocarbon_tail: float = option(0.0, "hydrocarbon C 1s puts U(0, x) of its area in a high-BE tail")
     shakeup_jitter: float = option(0.0, "shake-up area kept: U(1 - s, 1) of the sourced share (s <= 1)")
     differential_charging_ev: float = option(0.0, "each core level moves by its own U(-x, x) eV more")
+    charging_broadening_ev: float = option(
+        0.0,
+        f"uneven charging: in {CHARGING_BROADENED_SHARE_OF_SPECTRA:.0%} of spectra every line gets an extra "
+        f"Gaussian sigma U(0, x) eV (<= {MAX_CHARGING_BROADENING_EV:g})",
+    )
     ke_exponent_scatter: float = option(0.0, "the area factor's kinetic-energy exponent moves by U(-x, x)")
     adventitious_carbon: float = option(
         0.0, f"adventitious carbon: U(0, x) of the C 1s area in {ADVENTITIOUS_SHARE_OF_SPECTRA:.0%} of spectra"
@@ -124,6 +135,10 @@ def validate(library: Library, s: MixtureSettings, polymers) -> Jitter:
         value = getattr(s, name)
         if not math.isfinite(value) or value < 0:
             raise SettingsError(f"{name} must be a finite number >= 0, got {value}")
+    if not 0.0 <= s.charging_broadening_ev <= MAX_CHARGING_BROADENING_EV:
+        raise SettingsError(
+            f"charging_broadening_ev must lie in [0, {MAX_CHARGING_BROADENING_EV:g}], got {s.charging_broadening_ev}"
+        )
     for name in ("adventitious_carbon", "oxidation", "silicone", "tail_cut"):
         value = getattr(s, name)
         if not 0.0 <= value < 0.5:

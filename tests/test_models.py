@@ -239,6 +239,29 @@ def test_killed_run_resumes_to_the_same_result(tiny_run, tmp_path):
     assert proc.returncode == 2 and "settings differ from the interrupted run: seed" in proc.stderr
 
 
+def test_shift_stability_moves_spectra_on_the_grid_and_counts_changed_calls(library):
+    """The transfer report's shift-stability set: move_on_grid moves a line by the asked eV, and
+    shift_stability's shares are consistent (right-and-unchanged never above either part; moving
+    by 0 eV changes nothing)."""
+    from xpstream.contract import energy_grid
+    from xpstream.train import transfer
+    from xpstream.train.trainer import TrainConfig, load_trained
+
+    grid = energy_grid()
+    line = np.exp(-0.5 * ((grid - 285.0) / 0.5) ** 2)[None, :].astype(np.float32)
+    for shift in (-5.0, -3.0, 3.0, 5.0):
+        moved = transfer.move_on_grid(line, shift)
+        assert (moved * grid).sum() / moved.sum() == pytest.approx(285.0 + shift, abs=1e-3)
+    model, thresholds, best = load_trained(default_model_path())
+    settings = TrainConfig.from_json(best["config"]).mixtures
+    result = transfer.shift_stability(model, thresholds, best, settings, n=48)
+    for size in ("3", "5"):
+        unchanged, both = result[f"unchanged_{size}ev"], result[f"right_and_unchanged_{size}ev"]
+        assert 0 <= both <= min(unchanged, result["right_unmoved"]) and unchanged <= 1
+    still = transfer.shift_stability(model, thresholds, best, settings, n=48, sizes_ev=(0.0,))
+    assert still["unchanged_0ev"] == 1.0 and still["right_and_unchanged_0ev"] == still["right_unmoved"]
+
+
 def test_export_and_evaluate_commands(tiny_run, tmp_path):
     onnx_path = tmp_path / "tiny.onnx"
     run_cli("export", tiny_run / "best.pt", "--out", onnx_path, "--model-id", "tiny", "--version", "0.1")

@@ -35,7 +35,7 @@ from xpstream.train.trainer import (  # noqa: E402
     reports_shift,
     rule_scoring,
 )
-from xpstream.train.transfer import measured_checks, transfer_settings  # noqa: E402
+from xpstream.train.transfer import STABILITY_SHIFTS_EV, measured_checks, shift_stability, transfer_settings  # noqa: E402
 
 TEST_SEED = 2_000_029
 
@@ -208,6 +208,10 @@ def evaluate_checkpoints(
                 name: evaluate_model(model, thresholds, test, test_generator, best, light=True)
                 for name, (_, model, thresholds, best) in zip(names, loaded, strict=True)
             }
+        report["shift_stability"] = {
+            name: shift_stability(model, thresholds, best, settings, n)
+            for name, (_, model, thresholds, best) in zip(names, loaded, strict=True)
+        }
         if measured_folder:
             report["measured"] = {
                 name: measured_checks(model, thresholds, best, Path(measured_folder))
@@ -251,6 +255,20 @@ def transfer_section(report: dict) -> list[str]:
             f"| {name} | " + " | ".join(cells) + f" | {first['alkane']['f1']:.3f} | {share_cell} | "
             f"{first['elements']['atomic_percent_mae']:.2f} |"
         )
+    stability = report.get("shift_stability")
+    if stability:
+        sizes = [f"{size:g}" for size in STABILITY_SHIFTS_EV]
+        lines += [
+            "",
+            "Shift stability: single polymers (no shift) moved by -S and +S eV on the grid; the share whose "
+            "called groups stay those of the unmoved spectrum (right at all three positions in brackets).",
+            "",
+            "| model | right unmoved | " + " | ".join(f"unchanged at +-{s} eV" for s in sizes) + " |",
+            "|---" * (len(sizes) + 2) + "|",
+        ]
+        for name, r in stability.items():
+            cells = [f"{r[f'unchanged_{s}ev']:.4f} ({r[f'right_and_unchanged_{s}ev']:.4f})" for s in sizes]
+            lines.append(f"| {name} | {r['right_unmoved']:.4f} | " + " | ".join(cells) + " |")
     for name, rows in report.get("measured", {}).items():
         lines += ["", f"Measured files, {name}:", "", "| file | expected | named (p) | in library | shift | right |"]
         lines.append("|---|---|---|---|---|---|")

@@ -6,6 +6,8 @@ for them here, each beside the in-distribution number of the same model:
   Pearson VII line shapes, a library whose every environment sits a fixed random +-0.2 eV off
   (a systematically wrong library, the same for every run), other noise and backgrounds;
 - single polymers: each spectrum one polymer (measured reference spectra are single polymers);
+- shift stability (`shift_stability`): single polymers moved by +-3 and +-5 eV on the grid; the
+  share whose called groups do not change (the issue's measured-polymer test, >= 95 %);
 - leave-polymers-out (`leave_polymers_out`): the library in k folds; a model trained without a
   fold is scored on mixtures that contain its polymers, beside mixtures that do not;
 - measured files in ../shared/realxps with what physics says they are (`MEASURED`), through the
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xpstream.contract import LABEL_NAMES
+from xpstream.contract import GRID_STEP_EV, LABEL_NAMES
 from xpstream.daemon.parse import parse_file
 from xpstream.spectrum import measured_mask, regions_to_grid
 from xpstream.train import metrics
@@ -46,6 +48,8 @@ CROSS_RENDERER = {
     "tail_cut": 0.02,
 }
 CONFIDENT = 0.9  # a group called with at least this probability is a confident claim
+STABILITY_SHIFTS_EV = (3.0, 5.0)  # each single polymer is moved by -S and +S
+STABILITY_SEED = 20_261_204
 
 
 def transfer_settings(settings: MixtureSettings) -> dict[str, MixtureSettings]:
@@ -57,6 +61,49 @@ def transfer_settings(settings: MixtureSettings) -> dict[str, MixtureSettings]:
         "cross-renderer": replace(complete, **CROSS_RENDERER),
         "single polymers": replace(complete, min_components=1, max_components=1),
     }
+
+
+def move_on_grid(spectra: np.ndarray, shift_ev: float) -> np.ndarray:
+    """Spectra (N, GRID_SIZE) moved by shift_ev (positive: to higher binding energy), whole grid
+    steps, zero entering at the edge."""
+    steps = int(round(shift_ev / GRID_STEP_EV))
+    moved = np.zeros_like(spectra)
+    if steps >= 0:
+        moved[:, steps:] = spectra[:, : spectra.shape[1] - steps]
+    else:
+        moved[:, :steps] = spectra[:, -steps:]
+    return moved
+
+
+def shift_stability(
+    model, thresholds, best: dict, settings: MixtureSettings, n: int, sizes_ev: tuple[float, ...] = STABILITY_SHIFTS_EV
+) -> dict:
+    """Do the called groups survive a moved spectrum? n single polymers (complete acquisitions,
+    drawn without shift) are moved by -S and +S for each S in `sizes_ev`; the share whose
+    called groups (the scored ones: alkane, alkene and traces aside) equal those of the unmoved
+    spectrum, and the share right at all three positions."""
+    single = replace(
+        settings, acquisition="full", label_rule="physics", min_components=1, max_components=1, max_shift_ev=0.0
+    )
+    generator = MixtureGenerator(load_library(), single, seed=STABILITY_SEED)
+    batch = generator.generate(n)
+    kept = headline(rule_scoring(generator.library, batch)[1])
+    masks = batch.measured()
+
+    def called(spectra):
+        out = predict_arrays(model, spectra, masks, best.get("temperature"), best.get("share_scale"))
+        return (out["probabilities"] >= thresholds[None, :]) & kept
+
+    unmoved = called(batch.spectra)
+    right = (unmoved == (batch.labels.astype(bool) & kept)).all(axis=1)
+    result = {"n": n, "right_unmoved": float(right.mean())}
+    for size in sizes_ev:
+        same = np.ones(n, dtype=bool)
+        for shift in (-size, size):
+            same &= (called(move_on_grid(batch.spectra, shift)) == unmoved).all(axis=1)
+        result[f"unchanged_{size:g}ev"] = float(same.mean())
+        result[f"right_and_unchanged_{size:g}ev"] = float((same & right).mean())
+    return result
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ def test_shipped_model_loads_under_the_contract():
     model = load_model(default_model_path())
     assert model.metadata.labels == list(LABEL_NAMES)
     assert model.provider == "CPUExecutionProvider"
-    assert model.metadata.training_data["generator"]["max_shift_ev"] == 5.0
+    assert model.metadata.training_data["generator"]["max_shift_ev"] >= 5.0  # the +-5 eV of the issues, at least
 
 
 def test_predict_json_on_real_simulated_and_bad_files(tmp_path, library):

@@ -18,7 +18,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from tests.harness import DaemonProcess, free_port
+from tests.harness import DaemonProcess, free_port, upstream_publisher
 from xpstream.contract import GRID_SIZE, energy_grid, whole_grid_mask
 from xpstream.daemon.analysis import Analyser, Spectrum
 from xpstream.daemon.infer import load_model
@@ -137,6 +137,17 @@ def model_only_rate(model, batch: int, seconds: float = 2.0) -> float:
     return batch_rate(lambda: model.run(x, measured), batch, seconds)
 
 
+def _report(title: str, results: dict, ratios: dict, json_path: str | None) -> None:
+    """Print a benchmark's measurements and ratios; also write them to json_path if given."""
+    print(title)
+    for key, value in results.items():
+        print(f"  {key:28s} {value:12,.1f}")
+    for key, value in ratios.items():
+        print(f"  {key:40s} {value:6.2f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
+
+
 def bench_daemon(
     source: Path, n: int = 20000, batch: int = 256, rate: float = 1000.0, files: int = 300, json_path: str | None = None
 ):
@@ -173,13 +184,7 @@ def bench_daemon(
         "daemon grid / naive grid": results["daemon_grid_per_s"] / results["naive_grid_per_s"],
         "daemon regions / naive regions": results["daemon_regions_per_s"] / results["naive_regions_per_s"],
     }
-    print(f"daemon benchmark (CPU, onnxruntime 2 threads, batch {batch}, max wait 5 ms)")
-    for key, value in results.items():
-        print(f"  {key:28s} {value:12,.1f}")
-    for key, value in ratios.items():
-        print(f"  {key:40s} {value:6.2f}")
-    if json_path:
-        Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
+    _report(f"daemon benchmark (CPU, onnxruntime 2 threads, batch {batch}, max wait 5 ms)", results, ratios, json_path)
     return results, ratios
 
 
@@ -192,12 +197,8 @@ def bench_flood(source: Path, seconds: float = 60.0, memory_mb: float = 1024.0, 
 
     tmp = Path(tempfile.mkdtemp())
     context = zmq.Context()
-    upstream = context.socket(zmq.PUB)
-    upstream.setsockopt(zmq.SNDHWM, 0)
-    port = upstream.bind_to_random_port("tcp://127.0.0.1")
-    d = DaemonProcess(
-        tmp, "--sub", f"tcp://127.0.0.1:{port}", "--memory-mb", str(memory_mb), "--log-level", "warning", watch=True
-    )
+    upstream, endpoint = upstream_publisher(context)
+    d = DaemonProcess(tmp, "--sub", endpoint, "--memory-mb", str(memory_mb), "--log-level", "warning", watch=True)
     grid = synthetic_messages(64, "grid")
     energy = np.linspace(270.0, 300.0, 1 << 17)  # one 131k-point C 1s region: a 2 MB message
     large = encode_spectrum("large", "bench", regions=[("C 1s", energy, 100 + 1e4 * np.exp(-((energy - 285) ** 2)))])
@@ -248,13 +249,8 @@ def bench_flood(source: Path, seconds: float = 60.0, memory_mb: float = 1024.0, 
         for metric in ("spectra_processed", "spectra_dropped", "memory_waits"):
             results[f"{metric}_{name}"] = metrics.get(f'xpstream_{metric}_total{{source="{name}"}}', 0)
     ratios = {"peak RSS / memory ceiling": peak / memory_mb}
-    print(f"mixed flood for {seconds:.0f} s (SUB grid spectra, PULL 2 MB region messages, folder files)")
-    for key, value in results.items():
-        print(f"  {key:28s} {value:12,.1f}")
-    for key, value in ratios.items():
-        print(f"  {key:40s} {value:6.2f}")
-    if json_path:
-        Path(json_path).write_text(json.dumps({"results": results, "ratios": ratios}, indent=1))
+    title = f"mixed flood for {seconds:.0f} s (SUB grid spectra, PULL 2 MB region messages, folder files)"
+    _report(title, results, ratios, json_path)
     return results, ratios
 
 

@@ -23,6 +23,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def upstream_publisher(context: zmq.Context) -> tuple[zmq.Socket, str]:
+    """A PUB socket on a free 127.0.0.1 port that never drops (SNDHWM 0), for a daemon's
+    `--sub` to connect to; returns (socket, endpoint)."""
+    upstream = context.socket(zmq.PUB)
+    upstream.setsockopt(zmq.SNDHWM, 0)
+    return upstream, f"tcp://127.0.0.1:{upstream.bind_to_random_port('tcp://127.0.0.1')}"
+
+
 class DaemonProcess:
     def __init__(
         self,

@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from tests.conftest import REALXPS, draw
-from tests.harness import DaemonProcess
+from tests.harness import DaemonProcess, upstream_publisher
 from xpstream.contract import GRID_SIZE, energy_grid
 from xpstream.daemon.messages import encode_spectrum
 
@@ -178,13 +178,11 @@ def test_sub_socket_drops_oldest_when_overloaded_and_counts_it(tmp_path, library
     """A publisher the daemon subscribes to floods it: the queue keeps the newest spectra,
     every drop is counted, and what is kept is answered."""
     context = zmq.Context()
-    upstream = context.socket(zmq.PUB)
-    upstream.setsockopt(zmq.SNDHWM, 0)
-    port = upstream.bind_to_random_port("tcp://127.0.0.1")
+    upstream, endpoint = upstream_publisher(context)
     d = Daemon(
         tmp_path,
         "--sub",
-        f"tcp://127.0.0.1:{port}",
+        endpoint,
         "--capacity",
         "16",
         "--max-batch",

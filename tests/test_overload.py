@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from tests.conftest import draw
-from tests.harness import DaemonProcess
+from tests.harness import DaemonProcess, upstream_publisher
 from xpstream.daemon.config import BatchConfig
 from xpstream.daemon.messages import encode_spectrum
 
@@ -22,10 +22,8 @@ RSS_BOUND_MB = BatchConfig().memory_mb  # the default ceiling (1 GiB); measured 
 
 def test_flood_is_bounded_counted_and_recovered(tmp_path, library):
     context = zmq.Context()
-    upstream = context.socket(zmq.PUB)
-    upstream.setsockopt(zmq.SNDHWM, 0)
-    port = upstream.bind_to_random_port("tcp://127.0.0.1")
-    d = DaemonProcess(tmp_path, "--sub", f"tcp://127.0.0.1:{port}", "--capacity", "1024", watch=False)
+    upstream, endpoint = upstream_publisher(context)
+    d = DaemonProcess(tmp_path, "--sub", endpoint, "--capacity", "1024", watch=False)
     try:
         _, batch = draw(library, n=16, seed=1)
         payloads = [encode_spectrum(f"x{i}", "esca1", intensities=batch.spectra[i]) for i in range(16)]

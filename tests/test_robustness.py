@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REALXPS, draw
-from tests.harness import DaemonProcess
+from tests.harness import DaemonProcess, upstream_publisher
 from xpstream.daemon.messages import SCHEMA, encode_spectrum
 
 pytestmark = pytest.mark.integration
@@ -208,10 +208,8 @@ def test_above_the_memory_ceiling_pull_waits_and_sub_drops_but_nothing_stalls(tm
     import zmq
 
     context = zmq.Context()
-    upstream = context.socket(zmq.PUB)
-    upstream.setsockopt(zmq.SNDHWM, 0)
-    port = upstream.bind_to_random_port("tcp://127.0.0.1")
-    d = DaemonProcess(tmp_path, "--sub", f"tcp://127.0.0.1:{port}", "--memory-mb", "1", watch=False)
+    upstream, endpoint = upstream_publisher(context)
+    d = DaemonProcess(tmp_path, "--sub", endpoint, "--memory-mb", "1", watch=False)
     try:
         _, batch = draw(library, n=8, seed=5)
         time.sleep(0.5)  # the SUB connection settles

@@ -97,3 +97,17 @@ def test_byte_capacity_bounds_the_queue_but_takes_one_large_item_into_an_empty_q
     assert b.put("x" * 50, BLOCK, timeout=0.05)  # larger than the capacity, alone: taken
     assert not b.put("y", BLOCK, timeout=0.05)
     assert b.get_batch(timeout=1) == ["x" * 50] and b.queued_bytes == 0
+
+
+def test_an_item_weighs_its_arrays_once():
+    import numpy as np
+
+    from xpstream.contract import Region
+    from xpstream.daemon.sources import Item
+
+    c1s = Region("C 1s", np.linspace(280, 290, 100), 1 + np.hanning(100))
+    o1s = Region("O 1s", np.linspace(528, 536, 50), 1 + np.hanning(50))
+    item = Item("a", "esca1", "pull", "tcp://x", regions=[c1s], recorded=[c1s, o1s])  # C 1s in both lists
+    assert item.nbytes == (2 * 100 + 2 * 50) * 8
+    grid = Item("g", "esca1", "pull", "tcp://x", spectrum=np.zeros(6601, np.float32))
+    assert grid.nbytes == 6601 * 4

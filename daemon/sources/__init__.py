@@ -33,9 +33,10 @@ class Item:
 
     @property
     def nbytes(self) -> int:
-        """The memory its arrays hold (what the queue's byte capacity counts)."""
-        arrays = [self.spectrum, self.measured]
-        arrays += [a for r in (*self.regions, *self.recorded) for a in (r.binding_energy_ev, r.counts)]
+        """The memory its arrays hold (what the queue's byte capacity counts); a region that is
+        both used and recorded (the same object) counts once."""
+        regions = {id(r): r for r in (*self.regions, *self.recorded)}.values()
+        arrays = [self.spectrum, self.measured, *(a for r in regions for a in (r.binding_energy_ev, r.counts))]
         return sum(a.nbytes for a in arrays if a is not None)
 
 

@@ -56,24 +56,29 @@ def normalise(spectra: torch.Tensor) -> torch.Tensor:
     return spectra / spectra.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-WARP_GUARD = 512  # zero padding on each side, in samples: shifts up to +-51 eV stay exact
-
-
 def shift_warp(spectra: torch.Tensor, shift_samples: torch.Tensor) -> torch.Tensor:
     """out[n, i] = spectra[n, i + shift_samples[n]], linearly interpolated, zero outside.
 
-    A spectrum whose peaks sit `s` samples too high is aligned by warping with +s. The shift is
-    one number per spectrum, so the integer part picks a window of the zero-padded spectrum
-    (one gather) and the fractional part blends it with its neighbour (one lerp).
-    """
-    n, length = spectra.shape
-    shift = shift_samples.clamp(-(WARP_GUARD - 2), WARP_GUARD - 2)
-    whole = torch.floor(shift)
-    frac = (shift - whole)[:, None]
-    padded = F.pad(spectra, (WARP_GUARD, WARP_GUARD))
-    index = torch.arange(length + 1, device=spectra.device)[None, :] + (whole.long() + WARP_GUARD)[:, None]
-    window = torch.gather(padded, 1, index)
-    left, right = window[:, :-1], window[:, 1:]
+    A spectrum whose peaks sit `s` samples too high is aligned by warping with +s."""
+    return shifted_samples(spectra, torch.arange(spectra.shape[1], device=spectra.device), shift_samples)
+
+
+def shifted_samples(spectra: torch.Tensor, index: torch.Tensor, shift_samples: torch.Tensor) -> torch.Tensor:
+    """out[n, k] = spectra[n, index[k] + shift_samples[n]], linearly interpolated, zero outside:
+    `shift_warp` followed by picking `index`, reading only those points.
+
+    The shift is one number per spectrum, so the integer part moves the index (one gather per
+    neighbour) and the fractional part blends the two neighbours (one lerp)."""
+    length = spectra.shape[1]
+    whole = torch.floor(shift_samples)
+    frac = (shift_samples - whole)[:, None]
+    left_index = index[None, :] + whole.long()[:, None]
+
+    def at(positions):
+        inside = ((positions >= 0) & (positions < length)).to(spectra.dtype)
+        return torch.gather(spectra, 1, positions.clamp(0, length - 1)) * inside
+
+    left, right = at(left_index), at(left_index + 1)
     return left + frac * (right - left)
 
 
@@ -188,17 +193,53 @@ def classify(classifier: nn.Sequential, shares: ShareHead | None, features, shif
 
 
 class Localisation(nn.Sequential):
-    """The paper's localisation layers (6601 -> 64 -> 32 -> 1), whose output is the shift in eV."""
+    """The paper's localisation layers (6601 -> 64 -> 32 -> 1), whose output is the shift in eV.
 
-    def __init__(self):
-        super().__init__(
-            nn.Flatten(), nn.Linear(GRID_SIZE, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
-        )
+    pool > 1: the first layer reads the spectrum averaged over `pool` grid points (a quarter of
+    the cost at pool 4); `pool_state` turns a full-grid net's weights into that form."""
 
-    def align(self, x):
+    def __init__(self, pool: int = 1):
+        inputs = -(-GRID_SIZE // pool)
+        super().__init__(nn.Flatten(), nn.Linear(inputs, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.pool = pool
+
+    def pooled(self, x):
+        """Unit-area spectra (N, L) averaged over `pool` grid points (unchanged at pool 1)."""
+        if self.pool == 1:
+            return x
+        return F.avg_pool1d(x[:, None, :], self.pool, ceil_mode=True)[:, 0, :]
+
+    def read(self, pooled):
+        """The shift in eV (N,) of pooled unit-area spectra; x100 brings their ~1e-2 values to O(1)."""
+        return self(pooled[:, None, :] * 100.0)[:, 0]
+
+    def pool_state(self, state: dict, prefix: str) -> None:
+        """In `state` (a state dict), replace a full-grid first-layer weight under `prefix` by its
+        sums over this net's pooled points: on a spectrum that varies little within `pool`
+        points the pooled net computes what the full-grid one did."""
+        key = f"{prefix}1.weight"
+        weight = state.get(key)
+        if self.pool == 1 or weight is None or weight.shape[1] != GRID_SIZE:
+            return
+        padded = F.pad(weight, (0, (-GRID_SIZE) % self.pool))
+        state[key] = padded.reshape(weight.shape[0], -1, self.pool).sum(dim=2)
+
+    def estimate(self, x, passes: int = 1):
+        """The shift in eV (N,) of unit-area spectra x.
+
+        passes > 1: each further pass reads the shift left in the (pooled) spectrum aligned so
+        far and adds it, so the estimate settles where the aligned spectrum looks unshifted to
+        the net - the same place wherever charging put the spectrum (one pass is least accurate
+        far from zero)."""
+        pooled = self.pooled(x)
+        shift_ev = self.read(pooled)
+        for _ in range(passes - 1):
+            shift_ev = shift_ev + self.read(shift_warp(pooled, shift_ev / (GRID_STEP_EV * self.pool)))
+        return shift_ev
+
+    def align(self, x, passes: int = 1):
         """(shift_ev (N,), x moved onto the library's energy scale) for unit-area spectra x."""
-        # unit-area spectra have values ~1e-2; scale to O(1) for the localisation net
-        shift_ev = self(x[:, None, :] * 100.0)[:, 0]
+        shift_ev = self.estimate(x, passes)
         return shift_ev, shift_warp(x, shift_ev / GRID_STEP_EV)
 
 
@@ -272,6 +313,9 @@ class RegionSTN(nn.Module):
     shapes, tolerant of a few tenths of an eV of scatter), project each level's features with
     its own linear map, and classify the levels' features with the recorded-levels vector.
     The windows keep the unit-area scale, so element ratios (O/C, N/C) still reach the classifier.
+
+    align_passes: localisation passes (`Localisation.estimate`); localisation_pool: grid points
+    the localisation net averages (1: the paper's full grid).
     """
 
     calibrated_shift = True
@@ -282,8 +326,11 @@ class RegionSTN(nn.Module):
         level_features: int = 48,
         shares: bool = True,
         channels: tuple[int, int, int] = REGION_CHANNELS,
+        align_passes: int = 1,
+        localisation_pool: int = 1,
     ):
         super().__init__()
+        self.align_passes = align_passes
         library = load_library()
         width = int(round(REGION_WINDOW_EV / GRID_STEP_EV))
         starts = []
@@ -294,7 +341,7 @@ class RegionSTN(nn.Module):
         index = torch.tensor(starts)[:, None] + torch.arange(width)[None, :]
         self.register_buffer("window_index", index.reshape(-1), persistent=False)
         self.width = width
-        self.localisation = Localisation()
+        self.localisation = Localisation(localisation_pool)
         self.acquisition = Acquisition()
         c1, c2, c3 = channels
         self.encoder = nn.Sequential(
@@ -313,11 +360,13 @@ class RegionSTN(nn.Module):
 
     def forward(self, spectra, measured=None):
         x = normalise(spectra)
-        shift_ev, aligned = self.localisation.align(x)
+        shift_ev = self.localisation.estimate(x, self.align_passes)
+        # only the windows are aligned: the warp reads the points they need
+        aligned = shifted_samples(x, self.window_index, shift_ev / GRID_STEP_EV)
         # square root lifts minor lines and stabilises counting noise; x10 brings it near O(1)
         root = torch.sqrt(aligned.clamp_min(0) + 1e-8) * 10.0
         n, levels = x.shape[0], len(LEVELS)
-        windows = root.index_select(1, self.window_index).reshape(n * levels, 1, self.width)
+        windows = root.reshape(n * levels, 1, self.width)
         encoded = self.encoder(windows).reshape(n, levels, -1)
         features = torch.einsum("nle,lef->nlf", encoded, self.level_weight) + self.level_bias
         recorded = self.acquisition.recorded(measured, x)
@@ -375,6 +424,9 @@ MODELS = {
     "stn-region": RegionSTN,
     # the same with half the encoder channels: 1.5x faster in onnxruntime on CPU
     "stn-region-lite": lambda: RegionSTN(channels=(8, 8, 16)),
+    # the same aligning in two passes of a localisation net that reads 0.4 eV bins: called
+    # groups barely move with the charging shift, at less localisation cost than one full pass
+    "stn-region-lite-2pass": lambda: RegionSTN(channels=(8, 8, 16), align_passes=2, localisation_pool=4),
     "stn-acq-narrow": lambda: ShiftSTN(acquisition_input=True),  # ablation: Appendix A width
     # ablations of stn-shift
     "stn-shift-convloc": lambda: ShiftSTN(localisation="conv"),

@@ -26,7 +26,7 @@ from xpstream.train.export import Deployed, model_weights, read_exported, weight
 from xpstream.train.library import load_library
 from xpstream.train.metrics import exact_match, tune_thresholds
 from xpstream.train.mixtures import Batch, MixtureGenerator, MixtureSettings
-from xpstream.train.models import MODELS, Acquisition, ModelOutput, build_model, normalise
+from xpstream.train.models import MODELS, Acquisition, Localisation, ModelOutput, build_model, normalise
 from xpstream.train.settings import option
 
 VALIDATION_SEED_OFFSET = 1_000_003  # validation data never share a seed with training data
@@ -193,8 +193,13 @@ def warm_start(model: torch.nn.Module, state: dict) -> None:
     A grown tensor takes the old values in its leading slice. A weight matrix's new input
     columns (a first layer that now also reads the recorded-levels vector, a layer after a
     wider one) are zeroed and its new output rows keep their fresh initialisation, so the new
-    units learn while the model still computes what the old one did (Net2Net-style)."""
+    units learn while the model still computes what the old one did (Net2Net-style). A
+    localisation net that reads pooled points takes the full-grid weights summed over them."""
     own = model.state_dict()
+    state = dict(state)
+    for name, module in model.named_modules():
+        if isinstance(module, Localisation):
+            module.pool_state(state, prefix=f"{name}.")
     for key, value in own.items():
         old = state.get(key)
         if old is None or old.dim() != value.dim() or any(o > n for o, n in zip(old.shape, value.shape, strict=True)):

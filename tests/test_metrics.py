@@ -43,6 +43,24 @@ def test_detection_by_fraction_attributes_unique_labels_only():
     assert rows[1]["n"] == 3 and rows[1]["detection_rate"] == 1.0
 
 
+def test_where_exact_match_is_lost_splits_misses_by_group_share():
+    """Three spectra of two labels: a minor group (8 % of the atoms) missed, a major one found,
+    a false call. The breakdown counts each where it belongs, and a 10 % detection limit forgives
+    the minor miss but never the false call."""
+    truth = np.array([[1, 1], [1, 0], [0, 0]])
+    predicted = np.array([[0, 1], [1, 0], [1, 0]])
+    scored = np.ones_like(truth)
+    share = np.array([[0.08, 0.6], [0.4, 0.0], [0.0, 0.0]])
+    out = metrics.where_exact_match_is_lost(truth, predicted, scored, share, np.array([2, 1, 1]))
+    assert out["by_components"] == {"1": 0.5, "2": 0.0}
+    rates = {(r["share_from"], r["share_to"]): (r["missed"], r["n"]) for r in out["missed_by_share"]}
+    assert rates[(0.05, 0.10)] == (1.0, 1) and rates[(0.30, 0.50)] == (0.0, 1) and rates[(0.50, 1.0)] == (0.0, 1)
+    assert np.isnan(rates[(0.10, 0.15)][0])
+    assert out["false_calls_per_spectrum"] == pytest.approx(1 / 3)
+    assert out["exact_match_at_detection_limit"] == {"0.1": pytest.approx(2 / 3), "0.15": pytest.approx(2 / 3)}
+    assert metrics.exact_match(truth, predicted) == pytest.approx(1 / 3)
+
+
 def test_tuned_thresholds_never_lower_validation_exact_match():
     rng = np.random.default_rng(0)
     truth = rng.random((500, 4)) < 0.3

@@ -349,9 +349,24 @@ def test_export_and_evaluate_commands(tiny_run, tmp_path):
     run_cli("export", tiny_run / "best.pt", "--out", onnx_path, "--model-id", "tiny", "--version", "0.1")
     loaded = load_model(onnx_path)
     assert loaded.metadata.model_id == "tiny" and loaded.metadata.training_data["model"] == "stn-shift"
-    run_cli("evaluate", tiny_run / "best.pt", "--n", 300, "--out", tmp_path / "ev", "--exclude-labels", "alkene")
+    run_cli(
+        "evaluate",
+        tiny_run / "best.pt",
+        "--n",
+        300,
+        "--out",
+        tmp_path / "ev",
+        "--exclude-labels",
+        "alkene",
+        "--transfer",
+    )
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     (entry,) = report["models"].values()
+    (complete,) = report["transfer"]["in-distribution"].values()
+    losses = complete["losses"]  # where the in-distribution exact match is lost
+    assert losses["exact_match_at_detection_limit"]["0.1"] >= complete["exact_match"]
+    assert sum(r["n"] for r in losses["missed_by_share"]) > 0 and set(losses["by_components"]) <= {"1", "2", "3", "4"}
+    assert "Where the in-distribution exact match is lost" in (tmp_path / "ev" / "report.md").read_text()
     assert 0 <= entry["exact_match"] <= 1 and len(entry["per_label"]) == 32
     # fewer labels to get right: never a lower exact match
     assert entry["exact_match_excluding"]["labels"] == ["alkene"]

@@ -19,6 +19,38 @@ def exact_match(truth, predicted, scored=None) -> float:
     return float(right.all(axis=1).mean())
 
 
+SHARE_BINS = (0.05, 0.10, 0.15, 0.20, 0.30, 0.50, 1.0)
+
+
+def where_exact_match_is_lost(
+    truth, predicted, scored, group_fraction, n_components, limits=(0.10, 0.15), bins=SHARE_BINS
+) -> dict:
+    """Where the exact match of one test set is lost: exact match per number of mixed polymers;
+    the share of the present groups missed, per bin of the group's share of the atoms; false
+    calls per spectrum; and the exact match if groups below each of `limits` of the atoms were
+    neither required nor wrong (what a higher detection limit would score)."""
+    scored = np.asarray(scored).astype(bool)
+    truth = np.asarray(truth).astype(bool) & scored
+    predicted = np.asarray(predicted).astype(bool) & scored
+    missed, false = truth & ~predicted, predicted & ~truth
+    right = ~(missed | false).any(axis=1)
+    by_components = {str(k): float(right[n_components == k].mean()) for k in np.unique(n_components)}
+    miss_rate = []
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        present = truth & (group_fraction >= lo) & (group_fraction < hi if hi < 1 else True)
+        rate = float(missed[present].mean()) if present.any() else float("nan")
+        miss_rate.append({"share_from": lo, "share_to": hi, "n": int(present.sum()), "missed": rate})
+    at_limit = {
+        f"{limit:g}": exact_match(truth, predicted, scored & ~(truth & (group_fraction < limit))) for limit in limits
+    }
+    return {
+        "by_components": by_components,
+        "missed_by_share": miss_rate,
+        "false_calls_per_spectrum": float(false.sum(axis=1).mean()),
+        "exact_match_at_detection_limit": at_limit,
+    }
+
+
 def _counts(truth, predicted):
     truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
     tp = (truth & predicted).sum(axis=0)

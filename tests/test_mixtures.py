@@ -1,5 +1,7 @@
 """The mixture generator: protocol, exact shifts, options and determinism."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -153,6 +155,27 @@ def test_adventitious_carbon_adds_c_and_o_lines_but_no_label(library):
     assert (
         1.0 - dirty.weights.sum(axis=1)
     ).max() > 0.03  # 1 - weights: the contamination's area (F 1s is most of PTFE's)
+
+
+def test_sub_polymers_show_one_heteroatom_group_at_a_time_and_never_reach_test_sets(library):
+    """--sub-polymers: PEEK (ring, aromatic ether, aromatic ketone) is also drawn as its ring
+    with the ether only and with the ketone only; a polymer with one heteroatom group adds
+    nothing; the transfer and evaluation test sets hold library polymers only."""
+    from xpstream.train.transfer import transfer_settings
+
+    ether, ketone = library.polymer("PEEK").one_group_at_a_time()
+    assert ether.labels == ("benzene_ring", "ether_aromatic") and ketone.labels == ("benzene_ring", "ketone_aromatic")
+    rings = {env.name: n for env, n in library.polymer("PEEK").environments}["C_arom"]
+    assert {env.name: n for env, n in ketone.environments} == {"C_arom": rings, "C_ketone_arom": 1, "O_ketone_arom": 1}
+    assert library.polymer("PMMA").one_group_at_a_time() == ()
+    settings = MixtureSettings(polymers=("PEEK", "PMMA"), sub_polymers=True, max_shift_ev=0.0, min_components=1)
+    generator = MixtureGenerator(library, replace(settings, max_components=1), seed=1)
+    assert [p.abbr for p in generator.polymers] == ["PEEK", "PMMA", "PEEK:ether_aromatic", "PEEK:ketone_aromatic"]
+    batch = generator.generate(400)
+    drawn = {tuple(np.flatnonzero(row)) for row in batch.labels}
+    assert {tuple(LABEL_NAMES.index(g) for g in p.labels) for p in generator.polymers} <= drawn
+    for test in transfer_settings(settings).values():
+        assert len(MixtureGenerator(library, test).polymers) == 2
 
 
 @pytest.mark.parametrize(

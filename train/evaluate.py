@@ -188,14 +188,15 @@ def evaluate_checkpoints(
     measured_folder: str | None = None,
 ) -> dict:
     """Evaluate best.pt files (or exported .onnx models) on one test set drawn with the first
-    run's generator settings (maximum shift and acquisition plans overridable); exclude_labels:
+    run's generator settings (library polymers only; maximum shift and acquisition plans
+    overridable); exclude_labels:
     also report the exact match over the other labels. transfer: also the transfer table
     (`xpstream.train.transfer`: in-distribution, cross-renderer and single-polymer sets of n
     spectra, and the measured files of `measured_folder`), first in the report."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [(Path(p), *load_trained(p)) for p in paths]
-    settings = TrainConfig.from_json(loaded[0][3]["config"]).mixtures
+    settings = replace(TrainConfig.from_json(loaded[0][3]["config"]).mixtures, sub_polymers=False)
     if max_shift_ev is not None:
         settings = replace(settings, max_shift_ev=max_shift_ev)
     if acquisition is not None:

@@ -19,6 +19,9 @@ import numpy as np
 
 from xpstream.contract import GRID_START_EV, GRID_STOP_EV, LABEL_NAMES
 
+# The carbon skeleton a heteroatom group sits on (`Polymer.one_group_at_a_time`); "" is a
+# carbon environment without a group of its own.
+SKELETON_GROUPS = ("", "alkane", "alkene", "benzene_ring", "naphthalene")
 # Elements whose core levels the grid shows; H has none and Na 1s lies above 700 eV.
 GRID_ELEMENTS = ("C", "N", "O", "F", "Si", "P", "S", "Cl", "Br")
 
@@ -81,6 +84,24 @@ class Polymer:
     def atoms(self) -> int:
         """Atoms of the repeat unit that XPS sees (every atom but H)."""
         return sum(count for _, count in self.environments)
+
+    def one_group_at_a_time(self) -> tuple[Polymer, ...]:
+        """For a polymer with several heteroatom groups, one virtual polymer per such group: that
+        group's environments on the polymer's carbon skeleton (its alkane, alkene and aromatic
+        ring carbons). A spectrum is a sum over environments, so these show each group in ratios
+        and company the library's polymers never do (what a polymer outside the library shows)."""
+        groups = [g for g in self.labels if g not in SKELETON_GROUPS]
+        if len(groups) < 2:
+            return ()
+        return tuple(
+            Polymer(
+                f"{self.name} [{group} only]",
+                f"{self.abbr}:{group}",
+                "",
+                tuple((env, n) for env, n in self.environments if env.group in SKELETON_GROUPS or env.group == group),
+            )
+            for group in groups
+        )
 
     def group_atoms(self) -> np.ndarray:
         """(labels,) atoms of the repeat unit in each functional group's environments."""

@@ -90,6 +90,9 @@ class MixtureSettings:
         "union", "union: the paper's labels; physics: traces and adventitious alkane not scored", choices=LABEL_RULES
     )
     library_offset_ev: float = option(0.0, "cross-renderer: every environment moved by a fixed U(-x, x) eV")
+    sub_polymers: bool = option(
+        False, "also draw each polymer with several heteroatom groups as one group at a time on its skeleton"
+    )
     polymers: tuple[str, ...] = option((), "only these polymers (names or abbreviations)", nargs="+", type=str)
     exclude_polymers: tuple[str, ...] = option((), "leave these polymers out", nargs="+", type=str)
 
@@ -109,10 +112,14 @@ class MixtureSettings:
 
 
 def select_polymers(library: Library, s: MixtureSettings) -> tuple[Polymer, ...]:
-    """The polymers the settings choose (all by default), without the excluded ones."""
+    """The polymers the settings choose (all by default), without the excluded ones; with
+    sub_polymers, also the chosen ones' one-group-at-a-time variants."""
     chosen = tuple(library.polymer(n) for n in s.polymers) if s.polymers else library.polymers
     excluded = {library.polymer(n).name for n in s.exclude_polymers}
-    return tuple(p for p in chosen if p.name not in excluded)
+    kept = tuple(p for p in chosen if p.name not in excluded)
+    if s.sub_polymers:
+        kept += tuple(sub for p in kept for sub in p.one_group_at_a_time())
+    return kept
 
 
 def validate(library: Library, s: MixtureSettings, polymers) -> Jitter:

@@ -54,8 +54,9 @@ STABILITY_SEED = 20_261_204
 
 def transfer_settings(settings: MixtureSettings) -> dict[str, MixtureSettings]:
     """The synthetic test sets of the transfer table, from a run's generator settings:
-    complete acquisitions (the in-distribution reference), cross-renderer, single polymers."""
-    complete = replace(settings, acquisition="full", label_rule="physics")
+    complete acquisitions (the in-distribution reference), cross-renderer, single polymers;
+    library polymers only (no sub-polymers)."""
+    complete = replace(settings, acquisition="full", label_rule="physics", sub_polymers=False)
     return {
         "in-distribution": complete,
         "cross-renderer": replace(complete, **CROSS_RENDERER),
@@ -83,7 +84,7 @@ def shift_stability(
     called groups (the scored ones: alkane, alkene and traces aside) equal those of the unmoved
     spectrum, and the share right at all three positions."""
     single = replace(
-        settings, acquisition="full", label_rule="physics", min_components=1, max_components=1, max_shift_ev=0.0
+        transfer_settings(settings)["in-distribution"], min_components=1, max_components=1, max_shift_ev=0.0
     )
     generator = MixtureGenerator(load_library(), single, seed=STABILITY_SEED)
     batch = generator.generate(n)

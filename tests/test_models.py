@@ -342,6 +342,7 @@ def test_shift_stability_moves_spectra_on_the_grid_and_counts_changed_calls(libr
         assert 0 <= both <= min(unchanged, result["right_unmoved"]) and unchanged <= 1
     still = transfer.shift_stability(model, thresholds, best, settings, n=48, sizes_ev=(0.0,))
     assert still["unchanged_0ev"] == 1.0 and still["right_and_unchanged_0ev"] == still["right_unmoved"]
+    assert still["shift_mae_0ev"] == pytest.approx(still["shift_mae_unmoved_ev"]) and 0 < result["shift_mae_5ev"] < 1
 
 
 def test_export_and_evaluate_commands(tiny_run, tmp_path):

@@ -266,14 +266,23 @@ def transfer_section(report: dict) -> list[str]:
         lines += [
             "",
             "Shift stability: single polymers (no shift) moved by -S and +S eV on the grid; the share whose "
-            "called groups stay those of the unmoved spectrum (right at all three positions in brackets).",
+            "called groups stay those of the unmoved spectrum (right at all three positions in brackets), "
+            "and the shift MAE unmoved and moved.",
             "",
-            "| model | right unmoved | " + " | ".join(f"unchanged at +-{s} eV" for s in sizes) + " |",
-            "|---" * (len(sizes) + 2) + "|",
+            "| model | right unmoved | "
+            + " | ".join(f"unchanged at +-{s} eV" for s in sizes)
+            + " | shift MAE unmoved / "
+            + " / ".join(f"+-{s}" for s in sizes)
+            + " eV |",
+            "|---" * (len(sizes) + 3) + "|",
         ]
         for name, r in stability.items():
             cells = [f"{r[f'unchanged_{s}ev']:.4f} ({r[f'right_and_unchanged_{s}ev']:.4f})" for s in sizes]
-            lines.append(f"| {name} | {r['right_unmoved']:.4f} | " + " | ".join(cells) + " |")
+            errors = " / ".join(
+                f"{r.get(key, float('nan')):.3f}"
+                for key in ["shift_mae_unmoved_ev"] + [f"shift_mae_{s}ev" for s in sizes]
+            )
+            lines.append(f"| {name} | {r['right_unmoved']:.4f} | " + " | ".join(cells) + f" | {errors} |")
     for name, rows in report.get("measured", {}).items():
         lines += ["", f"Measured files, {name}:", "", "| file | expected | named (p) | in library | shift | right |"]
         lines.append("|---|---|---|---|---|---|")

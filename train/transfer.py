@@ -34,6 +34,7 @@ from xpstream.train.trainer import (
     load_trained,
     predict,
     predict_arrays,
+    reports_shift,
     rule_scoring,
     train,
 )
@@ -82,7 +83,7 @@ def shift_stability(
     """Do the called groups survive a moved spectrum? n single polymers (complete acquisitions,
     drawn without shift) are moved by -S and +S for each S in `sizes_ev`; the share whose
     called groups (the scored ones: alkane, alkene and traces aside) equal those of the unmoved
-    spectrum, and the share right at all three positions."""
+    spectrum, the share right at all three positions, and the shift error at each size."""
     single = replace(
         transfer_settings(settings)["in-distribution"], min_components=1, max_components=1, max_shift_ev=0.0
     )
@@ -91,19 +92,23 @@ def shift_stability(
     kept = headline(rule_scoring(generator.library, batch)[1])
     masks = batch.measured()
 
-    def called(spectra):
+    def called(spectra, shift_ev):
         out = predict_arrays(model, spectra, masks, best.get("temperature"), best.get("share_scale"))
-        return (out["probabilities"] >= thresholds[None, :]) & kept
+        error = np.abs(out["shift_ev"] - batch.shift_ev - shift_ev) if reports_shift(model) else np.nan
+        return (out["probabilities"] >= thresholds[None, :]) & kept, float(np.mean(error))
 
-    unmoved = called(batch.spectra)
+    unmoved, error = called(batch.spectra, 0.0)
     right = (unmoved == (batch.labels.astype(bool) & kept)).all(axis=1)
-    result = {"n": n, "right_unmoved": float(right.mean())}
+    result = {"n": n, "right_unmoved": float(right.mean()), "shift_mae_unmoved_ev": error}
     for size in sizes_ev:
-        same = np.ones(n, dtype=bool)
+        same, errors = np.ones(n, dtype=bool), []
         for shift in (-size, size):
-            same &= (called(move_on_grid(batch.spectra, shift)) == unmoved).all(axis=1)
+            calls, error = called(move_on_grid(batch.spectra, shift), shift)
+            same &= (calls == unmoved).all(axis=1)
+            errors.append(error)
         result[f"unchanged_{size:g}ev"] = float(same.mean())
         result[f"right_and_unchanged_{size:g}ev"] = float((same & right).mean())
+        result[f"shift_mae_{size:g}ev"] = float(np.mean(errors))
     return result
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import draw, run_cli
-from xpstream.contract import GRID_SIZE, MODEL_OUTPUTS, ContractError, ModelMetadata
+from xpstream.contract import GRID_SIZE, LABEL_NAMES, MODEL_OUTPUTS, ContractError, ModelMetadata
 from xpstream.daemon.infer import load_model
 from xpstream.models import default_model_path
 from xpstream.train.export import Deployed, export_onnx, weights_from_onnx
@@ -375,6 +375,27 @@ def test_export_and_evaluate_commands(tiny_run, tmp_path):
     assert "exact match without alkene" in (tmp_path / "ev" / "report.md").read_text()
     for png in ("sensitivity.png", f"alignment-{tiny_run.name}.png"):
         assert (tmp_path / "ev" / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_lpo_scores_each_fold_on_its_held_out_polymers_and_names_labels_never_taught(tmp_path, library):
+    """`xpstream lpo`, two folds, tiny runs: each fold's report names the labels only its
+    held-out polymers carry (no model can learn them) and scores the held-out mixtures without
+    them too, never lower than with them."""
+    from xpstream.train.transfer import polymer_folds
+
+    result = run_cli(
+        "lpo", "--model", "mlp", "--folds", 2, "--epochs", 1, "--train-size", 256, "--val-size", 128,
+        "--test-size", 200, "--threads", 1, "--out", tmp_path, timeout=600,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "lpo.json").read_text())
+    for fold, row in zip(polymer_folds(library, 2), summary["folds"], strict=True):
+        assert row["held_out"] == list(fold)
+        taught = {label for p in library.polymers if p.abbr not in fold for label in p.labels}
+        carried = {label for p in library.polymers for label in p.labels}
+        assert row["labels_never_taught"] == [name for name in LABEL_NAMES if name in carried - taught]
+        assert row["labels_never_taught"]  # two folds of 108: some group's only carriers fall in one
+        assert row["exact_match_held_out_taught_labels"] >= row["exact_match_held_out"]
+    assert "without the labels no training polymer carries" in result.stdout
 
 
 def test_sweep_and_ablation_commands_write_their_tables(tmp_path):

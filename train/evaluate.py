@@ -263,26 +263,22 @@ def transfer_section(report: dict) -> list[str]:
     stability = report.get("shift_stability")
     if stability:
         sizes = [f"{size:g}" for size in STABILITY_SHIFTS_EV]
+        header = ["model", "right unmoved", *(f"unchanged at +-{s} eV" for s in sizes)]
+        header.append("shift MAE unmoved / " + " / ".join(f"+-{s}" for s in sizes) + " eV")
+        rows = []
+        for name, r in stability.items():
+            cells = [f"{r[f'unchanged_{s}ev']:.4f} ({r[f'right_and_unchanged_{s}ev']:.4f})" for s in sizes]
+            errors = ["shift_mae_unmoved_ev"] + [f"shift_mae_{s}ev" for s in sizes]
+            errors = " / ".join(f"{r.get(key, float('nan')):.3f}" for key in errors)
+            rows.append([name, f"{r['right_unmoved']:.4f}", *cells, errors])
         lines += [
             "",
             "Shift stability: single polymers (no shift) moved by -S and +S eV on the grid; the share whose "
             "called groups stay those of the unmoved spectrum (right at all three positions in brackets), "
             "and the shift MAE unmoved and moved.",
             "",
-            "| model | right unmoved | "
-            + " | ".join(f"unchanged at +-{s} eV" for s in sizes)
-            + " | shift MAE unmoved / "
-            + " / ".join(f"+-{s}" for s in sizes)
-            + " eV |",
-            "|---" * (len(sizes) + 3) + "|",
+            *_markdown_table(header, rows),
         ]
-        for name, r in stability.items():
-            cells = [f"{r[f'unchanged_{s}ev']:.4f} ({r[f'right_and_unchanged_{s}ev']:.4f})" for s in sizes]
-            errors = " / ".join(
-                f"{r.get(key, float('nan')):.3f}"
-                for key in ["shift_mae_unmoved_ev"] + [f"shift_mae_{s}ev" for s in sizes]
-            )
-            lines.append(f"| {name} | {r['right_unmoved']:.4f} | " + " | ".join(cells) + f" | {errors} |")
     for name, rows in report.get("measured", {}).items():
         lines += ["", f"Measured files, {name}:", "", "| file | expected | named (p) | in library | shift | right |"]
         lines.append("|---|---|---|---|---|---|")
@@ -301,30 +297,32 @@ def _losses_table(results: dict) -> list[str]:
     counts = list(first["by_components"])
     bins = [f"{r['share_from'] * 100:g}-{r['share_to'] * 100:g} %" for r in first["missed_by_share"]]
     limits = list(first["exact_match_at_detection_limit"])
-    lines = [
+    header = ["model", *(f"{k} polymer{'s' if int(k) > 1 else ''}" for k in counts)]
+    header += [f"missed at {b}" for b in bins] + ["false calls"]
+    header += [f"exact match, limit {float(x) * 100:g} %" for x in limits]
+    rows = []
+    for name, result in results.items():
+        losses = result["losses"]
+        cells = [name] + [f"{losses['by_components'][k]:.3f}" for k in counts]
+        cells += [f"{r['missed']:.3f}" for r in losses["missed_by_share"]]
+        cells.append(f"{losses['false_calls_per_spectrum']:.3f}")
+        cells += [f"{losses['exact_match_at_detection_limit'][x]:.3f}" for x in limits]
+        rows.append(cells)
+    return [
         "",
         "Where the in-distribution exact match is lost: exact match by number of polymers mixed; the share of "
         "the present groups missed, by the group's share of the sample's atoms; false calls per spectrum; and "
         "the exact match if groups below a higher detection limit were neither required nor wrong (the labels "
         "use 5 %).",
         "",
-        "| model | "
-        + " | ".join(f"{k} polymer{'s' if int(k) > 1 else ''}" for k in counts)
-        + " | "
-        + " | ".join(f"missed at {b}" for b in bins)
-        + " | false calls | "
-        + " | ".join(f"exact match, limit {float(x) * 100:g} %" for x in limits)
-        + " |",
-        "|---" * (1 + len(counts) + len(bins) + 1 + len(limits)) + "|",
+        *_markdown_table(header, rows),
     ]
-    for name, result in results.items():
-        losses = result["losses"]
-        cells = [f"{losses['by_components'][k]:.3f}" for k in counts]
-        cells += [f"{r['missed']:.3f}" for r in losses["missed_by_share"]]
-        cells.append(f"{losses['false_calls_per_spectrum']:.3f}")
-        cells += [f"{losses['exact_match_at_detection_limit'][x]:.3f}" for x in limits]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the header, its separator and one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def markdown_report(report: dict) -> str:

@@ -237,11 +237,6 @@ class Localisation(nn.Sequential):
             shift_ev = shift_ev + self.read(shift_warp(pooled, shift_ev / (GRID_STEP_EV * self.pool)))
         return shift_ev
 
-    def align(self, x, passes: int = 1):
-        """(shift_ev (N,), x moved onto the library's energy scale) for unit-area spectra x."""
-        shift_ev = self.estimate(x, passes)
-        return shift_ev, shift_warp(x, shift_ev / GRID_STEP_EV)
-
 
 class ShiftSTN(nn.Module):
     """xpstream's STN: the localisation net predicts the charging shift in eV and is trained
